@@ -1,0 +1,244 @@
+"""The ``tfsoap`` command line: thin; parses arguments, builds settings, calls the library.
+
+Subcommands: ``serve``, ``wsdl``, ``predict``, ``models``, and the model tools from
+``model_store.commands`` (``freeze``, ``convert-keras``, ``convert-savedmodel``, ``inspect``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__
+from .settings import Settings, SettingsError, load_settings
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="serve every model in a model store over SOAP",
+                       description="Serve every model in a model store as PredictService. "
+                       "Every flag is also a TFSOAP_<NAME> environment variable.")
+    p.add_argument("--config", help="TOML file with settings (or TFSOAP_CONFIG)")
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type)
+        if kind == "bool":
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=f"(default {f.default})")
+        else:
+            conv = {"int": int, "float": float}.get(kind, str)
+            p.add_argument(flag, dest=f.name, type=conv, default=None,
+                           help=f"(default {f.default!r})")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .app import start_server
+
+    cli_values = {f.name: getattr(args, f.name) for f in fields(Settings)}
+    settings = load_settings(cli_values, config_file=args.config)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    server = start_server(settings)
+    print(f"tfsoap {__version__}: PredictService at {server.url} (WSDL: {server.url}?wsdl); "
+          f"model store {server.app.registry.repository.root}", flush=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if signum == getattr(signal, "SIGHUP", None):
+            threading.Thread(target=server.app.registry.reload, daemon=True).start()
+        else:
+            stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, on_signal)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def _add_wsdl(sub: Any) -> None:
+    p = sub.add_parser("wsdl", help="write the WSDL of PredictService")
+    p.add_argument("--output", "-o", help="file to write (default: standard output)")
+    p.add_argument("--address", default=None,
+                   help="endpoint address to put in the WSDL (default: a placeholder)")
+    p.set_defaults(func=cmd_wsdl)
+
+
+def cmd_wsdl(args: argparse.Namespace) -> int:
+    from .app import contract_wsdl
+    from .namespaces import PLACEHOLDER_ADDRESS
+
+    doc = contract_wsdl(args.address or PLACEHOLDER_ADDRESS)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_bytes(doc)
+    else:
+        sys.stdout.buffer.write(doc)
+    return 0
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="call Predict on a running server and print the outputs")
+    p.add_argument("--url", default="http://127.0.0.1:8080/", help="server endpoint")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--version", type=int, default=None, help="model version (default: latest)")
+    p.add_argument("--input", action="append", required=True, metavar="NAME=FILE.npy",
+                   help="an input tensor from a .npy file (repeat for several inputs)")
+    p.add_argument("--output", action="append", default=None, metavar="NAME",
+                   help="only these outputs (repeatable)")
+    p.add_argument("--encoding", choices=("tensor_content", "typed"), default="tensor_content")
+    p.add_argument("--json", action="store_true", help="print the outputs as JSON")
+    p.add_argument("--save", metavar="DIR", help="also save each output as DIR/NAME.npy")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.set_defaults(func=cmd_predict)
+
+
+def _load_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
+    inputs = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"tfsoap: error: --input must be NAME=FILE.npy, got {spec!r}")
+        try:
+            inputs[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"tfsoap: error: cannot read {path}: {exc}") from None
+    return inputs
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tfsoap_client import ClientError, PredictClient
+
+    inputs = _load_inputs(args.input)
+    try:
+        client = PredictClient(args.url, timeout=args.timeout, encoding=args.encoding)
+        result = client.predict_result(args.model, inputs, version=args.version,
+                                       outputs=args.output)
+    except ClientError as exc:
+        print(f"tfsoap: error: {exc}", file=sys.stderr)
+        return 1
+    if args.save:
+        Path(args.save).mkdir(parents=True, exist_ok=True)
+        for name, arr in result.outputs.items():
+            np.save(Path(args.save) / f"{name}.npy", arr)
+    if args.json:
+        print(json.dumps({"model": result.model_name, "version": result.version,
+                          "outputs": {k: _jsonable(v) for k, v in result.outputs.items()}}))
+    else:
+        print(f"model {result.model_name} version {result.version}")
+        with np.printoptions(precision=6, suppress=True, threshold=200):
+            for name, arr in result.outputs.items():
+                print(f"{name} {arr.dtype} {list(arr.shape)}:\n{arr}")
+    return 0
+
+
+def _jsonable(arr: np.ndarray) -> Any:
+    if arr.dtype == object:
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                for v in arr.reshape(-1).tolist()]
+    return arr.tolist()
+
+
+def _add_models(sub: Any) -> None:
+    p = sub.add_parser("models", help="list the models in a store (or on a server)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--model-store", help="store folder (default: the bundled demo store)")
+    where.add_argument("--url", help="list what a running server serves instead")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    rows: list[dict[str, Any]] = []
+    if args.url:
+        from tfsoap_client import ClientError, PredictClient
+
+        try:
+            client = PredictClient(args.url)
+            for m in client.list_models():
+                md = client.metadata(m.name)
+                rows.append({"name": m.name, "versions": list(m.versions),
+                             "latest": m.latest_version, "state": m.state,
+                             "inputs": [f"{t.name} {t.dtype} {list(t.shape or [])}"
+                                        for t in md.inputs],
+                             "outputs": [f"{t.name} {t.dtype} {list(t.shape or [])}"
+                                         for t in md.outputs],
+                             "description": m.description})
+        except ClientError as exc:
+            print(f"tfsoap: error: {exc}", file=sys.stderr)
+            return 1
+    else:
+        from model_store import ModelRepository, ModelStoreError, bundled_store_path
+
+        repo = ModelRepository(args.model_store or bundled_store_path())
+        try:
+            for name in repo.model_names():
+                versions = repo.versions(name)
+                sig = versions[-1].read_signature()
+                rows.append({"name": name, "versions": [v.version for v in versions],
+                             "latest": versions[-1].version, "state": "STORED",
+                             "inputs": [f"{t.alias} {t.dtype} {list(t.shape or [])}"
+                                        for t in sig.inputs],
+                             "outputs": [f"{t.alias} {t.dtype} {list(t.shape or [])}"
+                                         for t in sig.outputs],
+                             "description": sig.description})
+        except ModelStoreError as exc:
+            print(f"tfsoap: error: {exc}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no models")
+    for r in rows:
+        print(f"{r['name']}  versions {r['versions']} (latest {r['latest']})  {r['state']}")
+        print(f"    inputs:  {'; '.join(r['inputs'])}")
+        print(f"    outputs: {'; '.join(r['outputs'])}")
+        if r["description"]:
+            print(f"    {r['description']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfsoap", description="Serve TensorFlow models over "
+                                     "SOAP, and get trained models into servable shape.")
+    parser.add_argument("--version", action="version", version=f"tfsoap {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(sub)
+    _add_wsdl(sub)
+    _add_predict(sub)
+    _add_models(sub)
+    try:
+        from model_store import commands
+    except ImportError:  # the model tools are being built; serving works without them
+        commands = None  # type: ignore[assignment]
+    if commands is not None:
+        commands.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        parser.exit(2, f"tfsoap: error: {exc}\n")
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
