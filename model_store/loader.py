@@ -37,6 +37,17 @@ def session_config(intra_op_threads: int = 0, inter_op_threads: int = 0) -> Any:
                                     allow_soft_placement=True)
 
 
+def _op_error_summary(message: str) -> str:
+    """The line of a TensorFlow error message that says what went wrong (no graph dumps)."""
+    skip = ("graph execution error", "detected at node", "[[", "stack trace", "node:",
+            "original stack trace", "file ")
+    for line in message.splitlines():
+        text = line.strip()
+        if text and not text.lower().startswith(skip):
+            return text[:300]
+    return "TensorFlow raised an error while running the graph"
+
+
 class LoadedModel:
     """A frozen model version imported into its own graph, with ``instances`` sessions."""
 
@@ -106,7 +117,7 @@ class LoadedModel:
             results = fn(*args)
         except self._op_error as exc:
             raise InferenceError(f"model {self.name} v{self.version} failed: "
-                                 f"{exc.message.splitlines()[0]}") from None
+                                 f"{_op_error_summary(exc.message)}") from None
         out: dict[str, np.ndarray] = {}
         for spec, value in zip(wanted, results):
             arr = np.asarray(value)

@@ -84,7 +84,8 @@ def build_app(settings: Settings) -> ServerApp:
     spyne_app = build_spyne_app()
     spyne_app.dataplane = dataplane
     spyne_wsgi = WsgiApplication(spyne_app, max_content_length=settings.max_body_bytes + 1)
-    for name in ("spyne.server._base", "spyne.application", "spyne.protocol.xml"):
+    for name in ("spyne.server._base", "spyne.application", "spyne.protocol.xml",
+                 "spyne.model.complex"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # we log each request ourselves
     wsgi = TfsoapWsgi(spyne_wsgi, lambda address: build_wsdl(spyne_app, address),
                       lambda: registry.ready, settings.max_body_bytes)

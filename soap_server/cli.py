@@ -118,8 +118,18 @@ def _load_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
     return inputs
 
 
+def _client_module() -> Any:
+    try:
+        import tfsoap_client
+    except ImportError:
+        raise SystemExit("tfsoap: error: this command needs the Python client: "
+                         "pip install ./clients/python") from None
+    return tfsoap_client
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tfsoap_client import ClientError, PredictClient
+    tc = _client_module()
+    ClientError, PredictClient = tc.ClientError, tc.PredictClient
 
     inputs = _load_inputs(args.input)
     try:
@@ -163,7 +173,8 @@ def _add_models(sub: Any) -> None:
 def cmd_models(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     if args.url:
-        from tfsoap_client import ClientError, PredictClient
+        tc = _client_module()
+        ClientError, PredictClient = tc.ClientError, tc.PredictClient
 
         try:
             client = PredictClient(args.url)

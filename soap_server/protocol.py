@@ -114,6 +114,10 @@ class TfsoapSoap11(Soap11):
                     f"the request is not well-formed XML: {exc.faultstring}"),
                     request_id(ctx)) from None
             raise
+        except Exception as exc:  # lxml and Spyne raise assorted errors on broken bodies
+            raise to_fault(MalformedRequestError(
+                f"the request is not a well-formed SOAP envelope ({type(exc).__name__})"),
+                request_id(ctx)) from None
         root = ctx.in_document[0] if isinstance(ctx.in_document, tuple) else ctx.in_document
         docinfo = root.getroottree().docinfo
         if docinfo.doctype or docinfo.internalDTD is not None:

@@ -72,10 +72,11 @@ class Settings:
     def checked(self) -> "Settings":
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port {self.port} is out of range")
-        for name in ("threads", "max_body_bytes", "max_concurrent_runs", "max_queued",
-                     "instances"):
+        for name in ("threads", "max_body_bytes", "max_concurrent_runs", "instances"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        if self.max_queued < 0:
+            raise SettingsError("max_queued must be 0 or more")
         if self.request_timeout_s <= 0:
             raise SettingsError("request_timeout_s must be positive")
         return self

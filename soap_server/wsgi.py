@@ -83,11 +83,13 @@ class TfsoapWsgi:
                 return self._fault(start_response, MALFORMED_REQUEST,
                                    "invalid Content-Length", rid)
             if length > limit:
+                _drain(stream, length)
                 return self._too_large(start_response, length, rid)
             body = stream.read(length) if length > 0 else b""
         else:  # chunked or unknown length: read at most one byte past the limit
             body = stream.read(limit + 1)
             if len(body) > limit:
+                _drain(stream, None)
                 return self._too_large(start_response, None, rid)
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
@@ -151,6 +153,17 @@ class TfsoapWsgi:
         start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
                                 ("Content-Length", str(len(body))), ("X-Request-ID", rid)])
         return [body]
+
+
+def _drain(stream: Any, length: int | None, cap: int = 256 * 1024 * 1024) -> None:
+    """Read and drop the rest of a refused body (up to ``cap`` bytes) so that the client,
+    which is still sending, reads our fault instead of a reset connection."""
+    left = cap if length is None else min(length, cap)
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 def _base_url(environ: dict[str, Any]) -> str:

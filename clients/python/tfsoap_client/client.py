@@ -79,6 +79,8 @@ class ServerStatus:
 def _items(holder: Any, item: str) -> list[Any]:
     if holder is None:
         return []
+    if isinstance(holder, list):  # zeep unwraps a wrapper whose only child is the array
+        return holder
     return list(holder[item] or [])
 
 
