@@ -7,7 +7,7 @@ serving edge (``soap_server.faults``) maps these classes to protocol faults in o
 
     ModelStoreError
     ├── ModelNotFoundError          unknown model name or version
-    ├── InvalidModelNameError       a name that is not a plain identifier (also a ModelNotFoundError)
+    ├── InvalidModelNameError       not a plain identifier (a kind of ModelNotFoundError)
     ├── InvalidInputError           a request that does not match the model's signature
     ├── UnavailableError            overloaded: queue full or deadline passed while queued
     ├── InferenceError              TensorFlow failed while running a model

@@ -1,4 +1,4 @@
-"""``model.json``: what a stored model takes and gives, and the checks made before TF sees a request.
+"""``model.json``: what a stored model takes and gives; the checks made before TF sees a request.
 
 Example::
 
@@ -43,7 +43,7 @@ class TensorSpec:
                 "shape": None if self.shape is None else list(self.shape)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "TensorSpec":
+    def from_json(cls, data: Mapping[str, Any]) -> TensorSpec:
         try:
             alias, name, dtype = str(data["alias"]), str(data["name"]), str(data["dtype"])
             raw_shape = data.get("shape")
@@ -99,7 +99,7 @@ class BatchingConfig:
                 "max_enqueued_batches": self.max_enqueued_batches}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> "BatchingConfig | None":
+    def from_json(cls, data: Mapping[str, Any] | None) -> BatchingConfig | None:
         if data is None:
             return None
         try:
@@ -185,7 +185,7 @@ class ModelSignature:
         return json.dumps(self.to_json(), indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ModelSignature":
+    def from_json(cls, data: Mapping[str, Any]) -> ModelSignature:
         if not isinstance(data, Mapping):
             raise ModelLoadError("model.json must hold a JSON object")
         known = {"format", "description", "inputs", "outputs", "labels", "batching"}
@@ -202,7 +202,7 @@ class ModelSignature:
             raise ModelLoadError(f"malformed model.json: {exc}") from None
 
     @classmethod
-    def loads(cls, text: str) -> "ModelSignature":
+    def loads(cls, text: str) -> ModelSignature:
         try:
             return cls.from_json(json.loads(text))
         except json.JSONDecodeError as exc:

@@ -13,7 +13,8 @@ from model_store.signature import BatchingConfig
 SIG = ModelSignature(
     inputs=(TensorSpec("images", "images:0", "DT_FLOAT", (-1, 8, 8)),
             TensorSpec("scale", "scale:0", "DT_FLOAT", ())),
-    outputs=(TensorSpec("p", "p:0", "DT_FLOAT", (-1, 10)), TensorSpec("c", "c:0", "DT_INT64", (-1,))),
+    outputs=(TensorSpec("p", "p:0", "DT_FLOAT", (-1, 10)),
+             TensorSpec("c", "c:0", "DT_INT64", (-1,))),
     labels=tuple("0123456789"), description="d",
     batching=BatchingConfig(16, 1.5, 8))
 
