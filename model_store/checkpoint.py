@@ -29,6 +29,20 @@ class CheckpointTensor:
     dtype: str
     shape: tuple[int, ...]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the values (strings and other variable-size types count as 0)."""
+        import numpy as np
+
+        try:
+            itemsize = np.dtype(self.dtype).itemsize
+        except TypeError:
+            return 0
+        count = 1
+        for d in self.shape:
+            count *= max(d, 0)
+        return count * itemsize
+
     def describe(self) -> str:
         """``tensor: NAME (DTYPE) [SHAPE]``, the line format of ``inspect_checkpoint``."""
         return f"tensor: {self.name} ({self.dtype}) {list(self.shape)}"

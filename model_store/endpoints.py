@@ -37,9 +37,6 @@ class Endpoint:
     def index(self) -> int:
         return int(self.tensor.rsplit(":", 1)[1])
 
-    def with_tensor(self, tensor: str) -> "Endpoint":
-        return Endpoint(tensor if ":" in tensor else tensor + ":0", self.alias)
-
 
 def parse_endpoint(text: str) -> Endpoint:
     """``NODE``, ``NODE:INDEX`` or ``ALIAS=NODE[:INDEX]``; ``ConversionError`` if malformed."""
@@ -83,10 +80,16 @@ def assign_aliases(endpoints: Sequence[Endpoint], scope: str | None = None) -> l
     sanitized full name; made unique within the group."""
     bases = [_base_name(e, scope) for e in endpoints]
     shorts = [b.rsplit("/", 1)[-1] for b in bases]
-    taken = {e.alias for e in endpoints if e.alias}
+    explicit = [e.alias for e in endpoints if e.alias]
+    if len(set(explicit)) != len(explicit):
+        raise ConversionError(f"duplicate aliases in {explicit}")
+    taken = set(explicit)
     aliases: list[str] = []
     for e, base, short in zip(endpoints, bases, shorts):
         if e.alias:
+            if not _ALIAS.match(e.alias):
+                raise ConversionError(f"alias {e.alias!r} is not a plain name (letters, digits, "
+                                      "'_', '.', '-'; not starting with a digit)")
             aliases.append(e.alias)
             continue
         candidate = sanitize_alias(short if shorts.count(short) == 1 else base.replace("/", "_"))

@@ -1,4 +1,4 @@
-"""TensorFlow failures made into one-line ``ConversionError`` messages.
+"""TensorFlow failures made into one-line ``ConversionError`` messages, and its noise muted.
 
 TensorFlow reports problems with long, multi-line messages (op tracebacks, hints about V1/V2
 checkpoints). The tools that restore, freeze, convert and inspect models show one clear line
@@ -7,10 +7,13 @@ instead, and keep the original exception as ``__cause__`` for the log.
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable, Iterator, TypeVar, cast
 
 from .errors import ConversionError, ModelStoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: The longest message kept from a TensorFlow or Keras error.
 MAX_DETAIL = 300
@@ -43,3 +46,21 @@ def converting(what: str) -> Iterator[None]:
         raise
     except Exception as exc:
         raise ConversionError(f"{what}: {one_line(exc)}") from exc
+
+
+@contextmanager
+def quiet_deprecations() -> Iterator[None]:
+    """Mute TensorFlow's deprecation warnings for TF1 tools used on purpose (freezing, pruning)."""
+    from tensorflow.python.util import deprecation
+
+    with deprecation.silence():
+        yield
+
+
+def quietly(fn: F) -> F:
+    """Decorate a public entry point to run under ``quiet_deprecations``."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with quiet_deprecations():
+            return fn(*args, **kwargs)
+    return cast(F, wrapper)
