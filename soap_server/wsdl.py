@@ -4,8 +4,10 @@ Spyne names the port type and binding after the ``Application`` and the port aft
 so all three collide with the service name ``PredictService`` (and wsimport then renames classes
 with ``_Service`` suffixes). Here they become ``PredictServicePortType``,
 ``PredictServiceSoapBinding`` and ``PredictServiceSoap``; the binding's transport is SOAP over
-HTTP; ``parameterOrder`` (which Spyne fills with element names, not part names) is dropped; and
-each ``soapAction`` is namespaced. The output is deterministic, so the committed
+HTTP; ``parameterOrder`` (which Spyne fills with element names, not part names) is dropped;
+each ``soapAction`` is namespaced; and each port type input carries the same action as
+``wsaw:Action`` (Mono's svcutil ignores ``soapAction`` and sends ``SOAPAction: "*"`` without
+it). The output is deterministic (schema declarations sorted), so the committed
 ``wsdl/PredictService.wsdl`` can be compared byte for byte with what ``?wsdl`` serves.
 """
 
@@ -17,11 +19,18 @@ from typing import Any
 from lxml import etree
 from spyne.interface.wsdl import Wsdl11
 
-from .namespaces import (BINDING_NAME, PORT_NAME, PORT_TYPE_NAME, SERVICE_NAME,
-                         SOAP_HTTP_TRANSPORT, TNS)
+from .namespaces import (
+    BINDING_NAME,
+    PORT_NAME,
+    PORT_TYPE_NAME,
+    SERVICE_NAME,
+    SOAP_HTTP_TRANSPORT,
+    TNS,
+)
 
 WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 SOAP_BINDING_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
+WSAW_NS = "http://www.w3.org/2006/05/addressing/wsdl"
 _W = "{%s}" % WSDL_NS
 _S = "{%s}" % SOAP_BINDING_NS
 _build_lock = threading.Lock()
@@ -33,11 +42,13 @@ def build_wsdl(app: Any, address: str) -> bytes:
         doc = Wsdl11(app.interface)
         doc.build_interface_document(address)
         raw = doc.get_interface_document()
-    root = etree.fromstring(raw)
+    root = _with_namespace(etree.fromstring(raw), "wsaw", WSAW_NS)
     for pt in root.iter(_W + "portType"):
         pt.set("name", PORT_TYPE_NAME)
         for op in pt.iter(_W + "operation"):
             op.attrib.pop("parameterOrder", None)
+            for inp in op.iter(_W + "input"):
+                inp.set(f"{{{WSAW_NS}}}Action", f"{TNS}/{op.get('name')}")
     for binding in root.iter(_W + "binding"):
         binding.set("name", BINDING_NAME)
         binding.set("type", f"tns:{PORT_TYPE_NAME}")
@@ -58,15 +69,29 @@ def build_wsdl(app: Any, address: str) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
 
 
+def _with_namespace(root: etree._Element, prefix: str, uri: str) -> etree._Element:
+    """``root`` rebuilt with ``prefix`` declared on it (lxml cannot add to an element's nsmap)."""
+    new = etree.Element(root.tag, attrib=dict(root.attrib), nsmap={**root.nsmap, prefix: uri})
+    new.extend(list(root))
+    return new
+
+
 def _sort_for_readers(root: etree._Element) -> None:
     """Order top-level parts as WSDL 1.1 lists them: types, messages, portType, binding,
-    service (Spyne puts the service first)."""
+    service (Spyne puts the service first); and the schema's declarations by kind and name
+    (Spyne's order depends on the process's hash seed, which would break the drift test)."""
     order = {"types": 0, "message": 1, "portType": 2, "binding": 3, "service": 4}
     children = list(root)
     children.sort(key=lambda el: order.get(etree.QName(el).localname, 5)
                   if isinstance(el.tag, str) else 6)
     for el in children:
         root.append(el)
+    kinds = {"import": 0, "simpleType": 1, "complexType": 2, "element": 3}
+    for schema in root.iter("{http://www.w3.org/2001/XMLSchema}schema"):
+        decls = [el for el in schema if isinstance(el.tag, str)]
+        decls.sort(key=lambda el: (kinds.get(etree.QName(el).localname, 4), el.get("name", "")))
+        for el in decls:
+            schema.append(el)
 
 
 def replace_address(wsdl: bytes, address: str) -> bytes:
