@@ -101,7 +101,11 @@ class DataPlane:
     def predict(self, model_name: str, version: int | None,
                 inputs: Sequence[tuple[str, np.ndarray]], output_filter: Sequence[str] | None,
                 request_id: str = "-") -> PredictResult:
-        """Run ``model_name`` (latest version unless ``version``) on ``inputs`` by alias."""
+        """Run ``model_name`` (latest version unless ``version``) on ``inputs`` by alias.
+
+        Version 0 means the latest too: versions are positive, and some SOAP toolkits (Mono's
+        svcutil) always send an optional ``long`` field, as 0 when it was not set."""
+        version = version or None
         with self._logged("Predict", request_id, model_name, version) as info:
             feeds: dict[str, np.ndarray] = {}
             for alias, value in inputs:
@@ -116,7 +120,9 @@ class DataPlane:
 
     def metadata(self, model_name: str, version: int | None,
                  request_id: str = "-") -> ModelMetadata:
-        """The signature, labels and versions of a model (latest servable unless ``version``)."""
+        """The signature, labels and versions of a model (latest servable unless ``version``;
+        0 means the latest too)."""
+        version = version or None
         with self._logged("GetModelMetadata", request_id, model_name, version) as info:
             entry = self.registry.latest_entry(model_name, version)
             info["version"] = entry.stored.version

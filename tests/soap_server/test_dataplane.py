@@ -53,3 +53,9 @@ def test_each_call_logs_one_line_with_the_request_id(plane, caplog) -> None:
     lines = [r.getMessage() for r in caplog.records if "rid-77" in r.getMessage()]
     assert len(lines) == 1
     assert "op=Predict model=ghost" in lines[0] and "outcome=Client.ModelNotFound" in lines[0]
+
+
+def test_version_zero_means_the_latest(plane) -> None:
+    x = np.ones((1, 4), np.float32)
+    assert plane.predict("affine", 0, [("x", x)], None).version == 2
+    assert plane.metadata("affine", 0).version == 2
