@@ -5,26 +5,35 @@ loaded, 503 before), ``GET /?wsdl`` or ``/PredictService.wsdl`` (the WSDL with t
 client used), ``POST /`` (SOAP). A body over the limit is refused with a
 ``Client.RequestTooLarge`` fault before it is read; anything that escapes Spyne becomes a
 ``Server.Internal`` fault, never an HTML error page.
+
+Plain ``Predict`` requests take ``protocol.PredictFastPath`` instead of Spyne's pipeline. Its
+XML tree and the request bytes are dropped as soon as the tensors are decoded, so a request
+waiting for the model holds only its arrays; and requests of at least ``LARGE_BODY`` bytes
+parse and decode a few at a time (``large_body_slots``), so many concurrent big typed requests
+do not each hold a document tree of several megabytes at once.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
+import os
 import re
 import threading
-import uuid
 from typing import Any, Callable, Iterable
 
 from .faults import INTERNAL, MALFORMED_REQUEST, REQUEST_TOO_LARGE, fault_envelope
-from .protocol import REQUEST_ID_KEY
+from .protocol import REQUEST_ID_KEY, PredictCall, PredictFastPath
 
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 _RID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 _XML = "text/xml; charset=utf-8"
+#: Bodies from this size on are parsed and decoded under ``large_body_slots``.
+LARGE_BODY = 64 * 1024
 
 
 class TfsoapWsgi:
@@ -32,18 +41,24 @@ class TfsoapWsgi:
 
     def __init__(self, spyne_wsgi: Callable[..., Iterable[bytes]],
                  wsdl_for: Callable[[str], bytes], is_ready: Callable[[], bool],
-                 max_body_bytes: int) -> None:
+                 max_body_bytes: int, fast_predict: PredictFastPath | None = None,
+                 large_body_slots: int = 2) -> None:
         self.spyne_wsgi = spyne_wsgi
         self.wsdl_for = wsdl_for
         self.is_ready = is_ready
         self.max_body_bytes = max_body_bytes
+        self.fast_predict = fast_predict
+        self._large_body = threading.BoundedSemaphore(max(1, large_body_slots))
+        # request ids: a random prefix per server and a counter (no random syscall per request)
+        self._rid_prefix = os.urandom(4).hex()
+        self._rid_counter = itertools.count(1)
         self._wsdl_cache: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         rid = environ.get("HTTP_X_REQUEST_ID", "")
         if not _RID.match(rid):
-            rid = uuid.uuid4().hex[:16]
+            rid = "%s%08x" % (self._rid_prefix, next(self._rid_counter) & 0xFFFFFFFF)
         environ[REQUEST_ID_KEY] = rid
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "") or "/"
@@ -91,6 +106,23 @@ class TfsoapWsgi:
             if len(body) > limit:
                 _drain(stream, None)
                 return self._too_large(start_response, None, rid)
+        fast = self.fast_predict
+        if fast is not None and fast.enabled():
+            if len(body) >= LARGE_BODY:
+                with self._large_body:
+                    call = fast.decode(body, environ.get("CONTENT_TYPE"), rid)
+            else:
+                call = fast.decode(body, environ.get("CONTENT_TYPE"), rid)
+            if call is not None:
+                del body  # from here on the request holds only its decoded arrays
+                if isinstance(call, PredictCall):
+                    ok, payload = fast.respond(call, rid)
+                else:
+                    ok, payload = False, call
+                start_response("200 OK" if ok else "500 Internal Server Error",
+                               [("Content-Type", _XML), ("Content-Length", str(len(payload))),
+                                ("X-Request-ID", rid)])
+                return [payload]
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         captured: dict[str, Any] = {}
