@@ -4,9 +4,17 @@ Nothing here imports Spyne or anything SOAP. TensorFlow is imported lazily, so l
 reading a signature needs no TensorFlow.
 """
 
-from .errors import (ConversionError, InferenceError, InvalidInputError, InvalidModelNameError,
-                     ModelLoadError, ModelNotFoundError, ModelStoreError, StoreError,
-                     UnavailableError)
+from .errors import (
+    ConversionError,
+    InferenceError,
+    InvalidInputError,
+    InvalidModelNameError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelStoreError,
+    StoreError,
+    UnavailableError,
+)
 from .repository import ModelRepository, StoredVersion, validate_name
 from .signature import BatchingConfig, ModelSignature, TensorSpec
 

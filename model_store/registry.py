@@ -27,7 +27,7 @@ from .signature import BatchingConfig, ModelSignature
 log = logging.getLogger(__name__)
 
 
-class ModelState(str, enum.Enum):
+class ModelState(enum.StrEnum):
     """Lifecycle of one model version, as ``GetServerStatus`` reports it."""
 
     LOADING = "LOADING"

@@ -40,8 +40,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as ``python scripts/build_demo_model.py``
     sys.path.insert(0, str(REPO_ROOT))
 
-from model_store.demo import (DEMO_MODEL_NAME, DEMO_MODEL_VERSION, LABELS,  # noqa: E402
-                              NUM_CLASSES, NUM_PIXELS, DigitsSplit, load_digits_split)
+from model_store.demo import (  # noqa: E402
+    DEMO_MODEL_NAME,
+    DEMO_MODEL_VERSION,
+    LABELS,
+    NUM_CLASSES,
+    NUM_PIXELS,
+    DigitsSplit,
+    load_digits_split,
+)
 from model_store.repository import ModelRepository, StoredVersion  # noqa: E402
 from model_store.signature import BatchingConfig, ModelSignature, TensorSpec  # noqa: E402
 
@@ -205,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     old = repo.root / DEMO_MODEL_NAME
     if old.exists():
         shutil.rmtree(old)
-    stored = repo.write_version(DEMO_MODEL_NAME, graph_bytes, make_signature(accuracy, test_samples),
+    stored = repo.write_version(DEMO_MODEL_NAME, graph_bytes,
+                                make_signature(accuracy, test_samples),
                                 version=DEMO_MODEL_VERSION)
 
     images, labels = pick_samples(data, classes)

@@ -15,8 +15,12 @@ from xml.sax.saxutils import escape as _escape
 from spyne import Unicode
 from spyne.model.fault import Fault
 
-from model_store.errors import (InferenceError, InvalidInputError, ModelNotFoundError,
-                                UnavailableError)
+from model_store.errors import (
+    InferenceError,
+    InvalidInputError,
+    ModelNotFoundError,
+    UnavailableError,
+)
 
 from .namespaces import SOAP_ENV, TNS
 
@@ -134,4 +138,4 @@ def fault_envelope(code: str, message: str, request_id: str) -> bytes:
         f"<message>{escape(message)}</message><request_id>{escape(request_id)}</request_id>"
         "</ServiceFault></detail>"
         "</soap11env:Fault></soap11env:Body></soap11env:Envelope>"
-    ).encode("utf-8")
+    ).encode()

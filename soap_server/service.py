@@ -10,12 +10,25 @@ from typing import Any
 
 from spyne import Integer64, ServiceBase, Unicode, rpc
 
-from .dataplane import DataPlane, ModelMetadata as MetadataInfo
+from .dataplane import DataPlane
+from .dataplane import ModelMetadata as MetadataInfo
 from .faults import ServiceFault, to_fault
 from .protocol import FastPredictResponse, request_id, wants_packed
-from .types import (BatchingInfo, ModelMetadata, ModelSummary, ModelSummaryArray,
-                    ModelVersionStatus, OutputEncoding, PredictResult, ServerStatus,
-                    StringArray, TensorArray, TensorInfo, optional, required)
+from .types import (
+    BatchingInfo,
+    ModelMetadata,
+    ModelSummary,
+    ModelSummaryArray,
+    ModelVersionStatus,
+    OutputEncoding,
+    PredictResult,
+    ServerStatus,
+    StringArray,
+    TensorArray,
+    TensorInfo,
+    optional,
+    required,
+)
 
 _OPS: dict[str, Any] = {"_throws": [ServiceFault], "_wsdl_part_name": "parameters"}
 

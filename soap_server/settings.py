@@ -57,7 +57,7 @@ class Settings:
     log_level: str = "INFO"
     """Python logging level of the server log."""
 
-    def with_overrides(self, values: Mapping[str, Any]) -> "Settings":
+    def with_overrides(self, values: Mapping[str, Any]) -> Settings:
         """A copy with ``values`` (by field name, as strings or typed) applied and checked."""
         known = {f.name: f for f in fields(self)}
         changes: dict[str, Any] = {}
@@ -69,7 +69,7 @@ class Settings:
             changes[key] = _coerce(key, known[key].type, raw)
         return dataclasses.replace(self, **changes).checked()
 
-    def checked(self) -> "Settings":
+    def checked(self) -> Settings:
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port {self.port} is out of range")
         for name in ("threads", "max_body_bytes", "max_concurrent_runs", "instances"):

@@ -10,8 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from spyne import (Array, Boolean, ByteArray, ComplexModel, Double, Enum, Float, Integer32,
-                   Integer64, Unicode)
+from spyne import (
+    Array,
+    Boolean,
+    ByteArray,
+    ComplexModel,
+    Double,
+    Enum,
+    Float,
+    Integer32,
+    Integer64,
+    Unicode,
+)
 
 from model_store.dtypes import SUPPORTED_DTYPES
 

@@ -34,7 +34,7 @@ def test_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(test_store: Path) -> Iterator["RunningServer"]:  # noqa: F821
+def server(test_store: Path) -> Iterator[RunningServer]:  # noqa: F821
     """A real server on a free loopback port serving ``test_store`` and the demo model."""
     import shutil
 
@@ -52,7 +52,7 @@ def server(test_store: Path) -> Iterator["RunningServer"]:  # noqa: F821
 
 
 @pytest.fixture(scope="session")
-def client(server: "RunningServer") -> "PredictClient":  # noqa: F821
+def client(server: RunningServer) -> PredictClient:  # noqa: F821
     from tfsoap_client import PredictClient
 
     return PredictClient(server.url, timeout=30)

@@ -24,8 +24,14 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("sklearn")
 
 from model_store import ModelRepository, bundled_store_path  # noqa: E402
-from model_store.demo import (DEMO_MODEL_NAME, DEMO_MODEL_VERSION, DigitsSplit,  # noqa: E402
-                              bundled_samples_path, load_digits_split, load_samples)
+from model_store.demo import (  # noqa: E402
+    DEMO_MODEL_NAME,
+    DEMO_MODEL_VERSION,
+    DigitsSplit,
+    bundled_samples_path,
+    load_digits_split,
+    load_samples,
+)
 from model_store.loader import LoadedModel  # noqa: E402
 
 SCRIPT = REPO_ROOT / "scripts" / "build_demo_model.py"

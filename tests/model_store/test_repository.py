@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from model_store import (InvalidModelNameError, ModelNotFoundError, ModelRepository,
-                         ModelSignature, StoreError, TensorSpec)
+from model_store import (
+    InvalidModelNameError,
+    ModelNotFoundError,
+    ModelRepository,
+    ModelSignature,
+    StoreError,
+    TensorSpec,
+)
 
 SIG = ModelSignature(inputs=(TensorSpec("x", "x:0", "DT_FLOAT", (-1, 2)),),
                      outputs=(TensorSpec("y", "y:0", "DT_FLOAT", (-1,)),))

@@ -8,8 +8,13 @@ import pytest
 from lxml import etree
 
 from model_store import errors as e
-from soap_server.faults import (ALL_CODES, MalformedRequestError, RequestTooLargeError,
-                                fault_envelope, to_fault)
+from soap_server.faults import (
+    ALL_CODES,
+    MalformedRequestError,
+    RequestTooLargeError,
+    fault_envelope,
+    to_fault,
+)
 
 from .raw import Answer, parse_fault
 

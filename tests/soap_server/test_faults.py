@@ -184,6 +184,15 @@ def test_not_a_soap_envelope_gets_malformed_request(server) -> None:
     assert_fault(post(server.url, b"<hello/>"), "Client.MalformedRequest")
 
 
+@pytest.mark.parametrize("body", [
+    b"<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'>"
+    b"<soapenv:Body/></soapenv:Envelope>",
+    b"<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'/>",
+], ids=["empty-body", "no-body"])
+def test_an_envelope_without_a_body_gets_malformed_request(server, body: bytes) -> None:
+    assert_fault(post(server.url, body), "Client.MalformedRequest")
+
+
 def test_wrong_http_method_gets_a_fault_not_a_page(server) -> None:
     answer = post(server.url, b"", method="PUT")
     assert parse_fault(answer).code == "Client.MalformedRequest"

@@ -158,3 +158,24 @@ def test_32_concurrent_predict_calls_all_get_their_own_answer(server) -> None:
         t.join(timeout=120)
     assert len(results) == 32
     assert all(v is True for v in results.values()), results
+
+
+def test_predict_through_spyne_pipeline_and_fast_path_answer_the_same(server) -> None:
+    """A request with a SOAP Header goes through Spyne's own pipeline; one without it takes
+    the Predict fast path. Both must answer byte for byte the same, results and faults."""
+    from lxml import etree
+
+    from .raw import post, predict_xml
+
+    def with_header(body: bytes) -> bytes:
+        return body.replace(b"<soapenv:Body>", b"<soapenv:Header/><soapenv:Body>")
+
+    bad_tensor = ("<t:Tensor><t:name>x</t:name><t:dtype>DT_FLOAT</t:dtype><t:shape>"
+                  "<t:long>1</t:long><t:long>3</t:long></t:shape><t:float_val><t:float>1"
+                  "</t:float><t:float>2</t:float><t:float>3</t:float></t:float_val></t:Tensor>")
+    for body in (predict_xml("affine"), predict_xml("affine", bad_tensor),
+                 predict_xml("ghost")):
+        fast = post(server.url, body, headers={"X-Request-ID": "same-id"})
+        spyne = post(server.url, with_header(body), headers={"X-Request-ID": "same-id"})
+        assert (fast.status, fast.body) == (spyne.status, spyne.body)
+        etree.fromstring(fast.body)

@@ -1,10 +1,25 @@
 """Python client of tfsoap's ``PredictService`` (zeep + numpy; no TensorFlow needed)."""
 
-from .client import (ModelMetadata, ModelSummary, PredictClient, PredictResult, ServerStatus,
-                     TensorInfo)
-from .errors import (ClientError, InferenceError, InternalServerError, InvalidInputError,
-                     MalformedRequestError, ModelNotFoundError, RequestTooLargeError,
-                     ServerFault, TransportError, UnavailableError)
+from .client import (
+    ModelMetadata,
+    ModelSummary,
+    PredictClient,
+    PredictResult,
+    ServerStatus,
+    TensorInfo,
+)
+from .errors import (
+    ClientError,
+    InferenceError,
+    InternalServerError,
+    InvalidInputError,
+    MalformedRequestError,
+    ModelNotFoundError,
+    RequestTooLargeError,
+    ServerFault,
+    TransportError,
+    UnavailableError,
+)
 from .tensors import from_wire, to_wire
 
 __version__ = "0.1.0"
