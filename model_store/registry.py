@@ -211,32 +211,16 @@ class ModelRegistry:
 
     def get(self, name: str, version: int | None = None) -> ServedModel:
         """The served version asked for, or the latest available one when ``version`` is None."""
-        validate_name(name)
+        entry = self.latest_entry(name, version)
+        if entry.served is not None:
+            return entry.served
+        what = f"model {name!r}" if version is None else f"model {name!r} version {version}"
         with self._lock:
-            entries = self._versions_of(name)
-            if not entries:
-                raise ModelNotFoundError(f"model {name!r} is not served here")
-            if version is None:
-                available = [e for e in entries if e.state is ModelState.AVAILABLE]
-                if available and available[-1].served is not None:
-                    return available[-1].served
-                if any(e.state is ModelState.LOADING for e in entries):
-                    raise UnavailableError(f"model {name!r} is still loading; retry later")
-                raise UnavailableError(f"model {name!r} has no servable version: "
-                                       f"{entries[-1].error or 'load failed'}")
-            validate_version(version)
-            for e in entries:
-                if e.stored.version == version:
-                    if e.served is not None:
-                        return e.served
-                    if e.state is ModelState.LOADING:
-                        raise UnavailableError(
-                            f"model {name!r} version {version} is still loading; retry later")
-                    raise UnavailableError(
-                        f"model {name!r} version {version} failed to load: {e.error}")
-            raise ModelNotFoundError(
-                f"model {name!r} has no version {version}; it has "
-                f"{[e.stored.version for e in entries]}")
+            loading = entry.state is ModelState.LOADING or version is None and any(
+                e.state is ModelState.LOADING for e in self._versions_of(name))
+        if loading:
+            raise UnavailableError(f"{what} is still loading; retry later")
+        raise UnavailableError(f"{what} failed to load: {entry.error or 'unknown error'}")
 
     def latest_entry(self, name: str, version: int | None = None) -> VersionEntry:
         """The entry for metadata: the asked version, else the latest available (or latest)."""

@@ -170,6 +170,19 @@ def _add_models(sub: Any) -> None:
     p.set_defaults(func=cmd_models)
 
 
+TensorRow = tuple[str, str, "tuple[int, ...] | None"]
+
+
+def _model_row(name: str, versions: list[int], state: str, inputs: list[TensorRow],
+               outputs: list[TensorRow], description: str) -> dict[str, Any]:
+    """One model as ``tfsoap models`` shows it, from a store or from a server."""
+    def show(ts: list[TensorRow]) -> list[str]:
+        return [f"{n} {dt} {list(shape or [])}" for n, dt, shape in ts]
+
+    return {"name": name, "versions": versions, "latest": max(versions), "state": state,
+            "inputs": show(inputs), "outputs": show(outputs), "description": description}
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     if args.url:
@@ -180,13 +193,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             client = PredictClient(args.url)
             for m in client.list_models():
                 md = client.metadata(m.name)
-                rows.append({"name": m.name, "versions": list(m.versions),
-                             "latest": m.latest_version, "state": m.state,
-                             "inputs": [f"{t.name} {t.dtype} {list(t.shape or [])}"
-                                        for t in md.inputs],
-                             "outputs": [f"{t.name} {t.dtype} {list(t.shape or [])}"
-                                         for t in md.outputs],
-                             "description": m.description})
+                rows.append(_model_row(m.name, list(m.versions), m.state,
+                                       [(t.name, t.dtype, t.shape) for t in md.inputs],
+                                       [(t.name, t.dtype, t.shape) for t in md.outputs],
+                                       m.description))
         except ClientError as exc:
             print(f"tfsoap: error: {exc}", file=sys.stderr)
             return 1
@@ -198,13 +208,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             for name in repo.model_names():
                 versions = repo.versions(name)
                 sig = versions[-1].read_signature()
-                rows.append({"name": name, "versions": [v.version for v in versions],
-                             "latest": versions[-1].version, "state": "STORED",
-                             "inputs": [f"{t.alias} {t.dtype} {list(t.shape or [])}"
-                                        for t in sig.inputs],
-                             "outputs": [f"{t.alias} {t.dtype} {list(t.shape or [])}"
-                                         for t in sig.outputs],
-                             "description": sig.description})
+                rows.append(_model_row(name, [v.version for v in versions], "STORED",
+                                       [(t.alias, t.dtype, t.shape) for t in sig.inputs],
+                                       [(t.alias, t.dtype, t.shape) for t in sig.outputs],
+                                       sig.description))
         except ModelStoreError as exc:
             print(f"tfsoap: error: {exc}", file=sys.stderr)
             return 2

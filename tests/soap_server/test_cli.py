@@ -36,6 +36,13 @@ def test_models_lists_the_store(capsys, test_store: Path) -> None:
     assert "digits" in capsys.readouterr().out
 
 
+def test_models_lists_what_a_server_serves(capsys, server) -> None:
+    assert main(["models", "--url", server.url, "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["affine"]["versions"] == [1, 2] and rows["affine"]["state"] == "AVAILABLE"
+    assert rows["digits"]["inputs"] == ["images DT_FLOAT [-1, 64]"]
+
+
 def test_models_on_a_missing_store_is_a_clean_error(capsys, tmp_path: Path) -> None:
     assert main(["models", "--model-store", str(tmp_path / "nope")]) == 2
     assert "tfsoap: error:" in capsys.readouterr().err
