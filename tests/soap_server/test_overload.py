@@ -32,8 +32,11 @@ def test_overload_gets_server_unavailable_and_the_model_recovers(tight_server) -
     outcomes: list[object] = []
     lock = threading.Lock()
 
-    def call() -> None:
-        c = tc.PredictClient(tight_server.url, timeout=120)
+    clients = [tc.PredictClient(tight_server.url, timeout=120) for _ in range(8)]
+    barrier = threading.Barrier(8)
+
+    def call(c: tc.PredictClient) -> None:
+        barrier.wait(timeout=60)
         try:
             c.predict("slow", {"x": x})
             result: object = "ok"
@@ -45,7 +48,7 @@ def test_overload_gets_server_unavailable_and_the_model_recovers(tight_server) -
         with lock:
             outcomes.append(result)
 
-    threads = [threading.Thread(target=call) for _ in range(8)]
+    threads = [threading.Thread(target=call, args=(c,)) for c in clients]
     for t in threads:
         t.start()
     for t in threads:
