@@ -9,7 +9,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from soap_server.app import RunningServer, build_app
+from soap_server.app import build_app
+from soap_server.http_server import RunningServer
 from soap_server.settings import Settings
 
 from .raw import post
