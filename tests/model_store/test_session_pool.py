@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -32,9 +34,9 @@ def test_runs_in_flight_never_exceed_the_limit() -> None:
     assert peak == 2 and gate.completed == 20 and gate.rejected == 0
 
 
-def test_a_full_queue_is_refused_at_once() -> None:
-    gate = AdmissionGate("m", PoolLimits(max_concurrent_runs=1, max_queued=0,
-                                         queue_timeout_s=10))
+@contextmanager
+def slot_held_elsewhere(gate: AdmissionGate) -> Iterator[None]:
+    """Another thread holds the gate's only slot for the ``with`` body."""
     release = threading.Event()
     held = threading.Event()
 
@@ -46,13 +48,22 @@ def test_a_full_queue_is_refused_at_once() -> None:
     t = threading.Thread(target=hold)
     t.start()
     held.wait(5)
-    started = time.monotonic()
-    with pytest.raises(UnavailableError, match="overloaded"):
-        with gate.slot():
-            pass
-    assert time.monotonic() - started < 1
-    release.set()
-    t.join()
+    try:
+        yield
+    finally:
+        release.set()
+        t.join()
+
+
+def test_a_full_queue_is_refused_at_once() -> None:
+    gate = AdmissionGate("m", PoolLimits(max_concurrent_runs=1, max_queued=0,
+                                         queue_timeout_s=10))
+    with slot_held_elsewhere(gate):
+        started = time.monotonic()
+        with pytest.raises(UnavailableError, match="overloaded"):
+            with gate.slot():
+                pass
+        assert time.monotonic() - started < 1
     with gate.slot():
         pass
     assert gate.rejected == 1
@@ -61,22 +72,10 @@ def test_a_full_queue_is_refused_at_once() -> None:
 def test_a_queued_request_gives_up_at_its_deadline() -> None:
     gate = AdmissionGate("m", PoolLimits(max_concurrent_runs=1, max_queued=5,
                                          queue_timeout_s=10))
-    release = threading.Event()
-    held = threading.Event()
-
-    def hold() -> None:
-        with gate.slot():
-            held.set()
-            release.wait(5)
-
-    t = threading.Thread(target=hold)
-    t.start()
-    held.wait(5)
-    started = time.monotonic()
-    with pytest.raises(UnavailableError, match="deadline"):
-        with gate.slot(deadline=time.monotonic() + 0.2):
-            pass
-    assert 0.15 < time.monotonic() - started < 2
-    assert gate.waiting == 0
-    release.set()
-    t.join()
+    with slot_held_elsewhere(gate):
+        started = time.monotonic()
+        with pytest.raises(UnavailableError, match="deadline"):
+            with gate.slot(deadline=time.monotonic() + 0.2):
+                pass
+        assert 0.15 < time.monotonic() - started < 2
+        assert gate.waiting == 0
