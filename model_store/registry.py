@@ -12,7 +12,7 @@ import enum
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -247,7 +247,3 @@ class ModelRegistry:
                     entry.served.close()
             self._entries.clear()
 
-
-def with_batching(settings: RegistrySettings, config: BatchingConfig | None) -> RegistrySettings:
-    """``settings`` with a batching override."""
-    return replace(settings, batching=config)
