@@ -20,7 +20,7 @@ if str(REPO) not in sys.path:  # run as ``python benchmarks/serve_bench.py``
     sys.path.insert(0, str(REPO))
 
 from model_store import ModelRepository, ModelSignature, TensorSpec, bundled_store_path  # noqa: E402
-from model_store.signature import BatchingConfig  # noqa: E402
+from model_store.store.signature import BatchingConfig  # noqa: E402
 
 
 @dataclass(frozen=True)

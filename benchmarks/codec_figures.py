@@ -1,7 +1,7 @@
 """Codec-only speed, in this process, on one CNN batch (32 x 28 x 28 x 1 = 25,088 floats).
 
 - ``decode_parse``: the whole request document parsed with the server's parser settings, then
-  the ``Tensor`` element decoded by ``soap_server.codec.decode_tensor``;
+  the ``Tensor`` element decoded by ``soap_server.soap.codec.decode_tensor``;
 - ``decode``: ``decode_tensor`` on the already parsed element;
 - ``encode``: ``encode_tensor`` to text and then to UTF-8 bytes, as a response is written.
 
@@ -37,8 +37,8 @@ def _best_rate(fn: Callable[[], object], count: int, budget_s: float) -> float:
 
 def codec_round(budget_s: float = 0.4) -> dict[str, dict[str, float]]:
     """One round of codec figures by encoding: floats per second for each operation."""
-    from soap_server.codec import decode_tensor, encode_tensor
-    from soap_server.protocol import TfsoapSoap11
+    from soap_server.soap.codec import decode_tensor, encode_tensor
+    from soap_server.soap.protocol import TfsoapSoap11
 
     parser_kwargs = TfsoapSoap11(validator="soft").parser_kwargs
     arr = sample_input(CNN_BATCH_SHAPE)

@@ -2,8 +2,8 @@
 
 Two plain loops at a fixed batch, measured in the benchmark process:
 
-- ``loaded_model_run``: ``model_store.loader.LoadedModel.run``, what the server calls per (merged)
-  batch; it runs the graph through a ``Session::MakeCallable`` handle;
+- ``loaded_model_run``: ``model_store.serving.loader.LoadedModel.run``, what the server calls
+  per (merged) batch; it runs the graph through a ``Session::MakeCallable`` handle;
 - ``session_run``: the naive ``Session.run(fetches, feed_dict=...)`` on a second session over
   the same graph with the same ``ConfigProto``, as a TensorFlow user would first write it.
 """
@@ -30,7 +30,7 @@ def load_runners(store: Path, models: list[BenchModel], intra: int,
     import tensorflow as tf
 
     from model_store import ModelRepository
-    from model_store.loader import LoadedModel, session_config
+    from model_store.serving.loader import LoadedModel, session_config
 
     repo = ModelRepository(store)
     out: dict[str, dict[str, Runner]] = {}

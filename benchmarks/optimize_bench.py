@@ -4,7 +4,7 @@ Run from the repository root::
 
     TF_CPP_MIN_LOG_LEVEL=2 python benchmarks/optimize_bench.py [--rounds 7] [--runs 200]
 
-Part 1 freezes the test models of ``tests/model_store/builders.py`` and prints checkpoint (or
+Part 1 freezes the test models of ``tests/model_store/tools/builders.py`` and prints checkpoint (or
 source) size against frozen size and node counts. Part 2 freezes models with batch norm twice,
 plain and ``--optimize``, and times ``Session.run`` of each (median of ``--rounds`` rounds of
 ``--runs`` calls, the two graphs interleaved round by round, same inputs, 2 intra-op threads),
@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from model_store.convert import convert_keras, convert_savedmodel  # noqa: E402
-from model_store.freeze import freeze_checkpoint  # noqa: E402
-from model_store.publish import FreezeReport  # noqa: E402
-from tests.model_store import builders  # noqa: E402
+from model_store.tools.convert import convert_keras, convert_savedmodel  # noqa: E402
+from model_store.tools.freeze import freeze_checkpoint  # noqa: E402
+from model_store.tools.publish import FreezeReport  # noqa: E402
+from tests.model_store.tools import builders  # noqa: E402
 
 
 def _row(label: str, report: FreezeReport) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The one error tree of ``model_store``; no transport words in it.
 
 Every error carries a stable ``code`` (a short CamelCase word) and a human ``message``. The
-serving edge (``soap_server.faults``) maps these classes to protocol faults in one table.
+serving edge (``soap_server.soap.faults``) maps these classes to protocol faults in one table.
 
 ::
 

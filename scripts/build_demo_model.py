@@ -8,9 +8,9 @@ inside scikit-learn, nothing is downloaded) with ``tf.compat.v1`` in graph mode,
 so the script regenerates the model cleanly). Ten held-out images the model gets right, one per
 digit, go to ``--samples`` for the README example and the tests.
 
-The result is then checked the way the server will use it: the written version is loaded with
-``model_store.loader.LoadedModel`` and run on the whole held-out split; the script fails (exit
-status 1) unless it reproduces the in-session predictions and scores at least 95 %.
+The result is then checked the way the server will use it: the written version is loaded
+with ``model_store.serving.loader.LoadedModel`` and run on the whole held-out split; the script
+fails (exit status 1) unless it reproduces the in-session predictions and scores at least 95 %.
 
 Training is deterministic for a given ``--seed`` (single-threaded training session, graph-level
 and numpy seeds); the train/test split is fixed (``model_store.demo.SPLIT_SEED``) so that the
@@ -49,8 +49,8 @@ from model_store.demo import (  # noqa: E402
     DigitsSplit,
     load_digits_split,
 )
-from model_store.repository import ModelRepository, StoredVersion  # noqa: E402
-from model_store.signature import BatchingConfig, ModelSignature, TensorSpec  # noqa: E402
+from model_store.store.repository import ModelRepository, StoredVersion  # noqa: E402
+from model_store.store.signature import BatchingConfig, ModelSignature, TensorSpec  # noqa: E402
 
 DEFAULT_OUTPUT = REPO_ROOT / "model_store" / "demo_store"
 DEFAULT_SAMPLES = REPO_ROOT / "model_store" / "demo_data" / "digits_samples.npz"
@@ -166,7 +166,7 @@ def verify(stored: StoredVersion, data: DigitsSplit, classes: np.ndarray,
            probabilities: np.ndarray) -> float:
     """Run the written version through ``LoadedModel`` on the test split; return its accuracy
     after checking it reproduces the in-session results."""
-    from model_store.loader import LoadedModel
+    from model_store.serving.loader import LoadedModel
 
     model = LoadedModel(stored)
     try:

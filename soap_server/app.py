@@ -12,19 +12,23 @@ from spyne import const as spyne_const
 from spyne.server.wsgi import WsgiApplication
 
 from model_store import ModelRepository, bundled_store_path
-from model_store.registry import ModelRegistry, RegistrySettings
-from model_store.session_pool import PoolLimits
-from model_store.signature import BatchingConfig
+from model_store.serving import ModelRegistry, PoolLimits, RegistrySettings
+from model_store.store import BatchingConfig
 
 from . import __version__
 from .dataplane import DataPlane
-from .http_server import RunningServer
-from .namespaces import PLACEHOLDER_ADDRESS, SERVICE_NAME, TNS
-from .protocol import PredictFastPath, TfsoapSoap11, spyne_hooks
-from .service import PredictService
+from .http import RunningServer, TfsoapWsgi
 from .settings import Settings
-from .wsdl import build_wsdl
-from .wsgi import TfsoapWsgi
+from .soap import (
+    PLACEHOLDER_ADDRESS,
+    SERVICE_NAME,
+    TNS,
+    PredictFastPath,
+    PredictService,
+    TfsoapSoap11,
+    build_wsdl,
+    spyne_hooks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,6 @@ def build_app(settings: Settings) -> ServerApp:
     return ServerApp(settings, registry, dataplane, spyne_app, wsgi)
 
 
-def start_server(settings: Settings) -> RunningServer:
+def start_server(settings: Settings) -> RunningServer[ServerApp]:
     """Build and start a server in this process (tests and ``tfsoap serve`` use this)."""
     return RunningServer(build_app(settings)).start()

@@ -15,10 +15,10 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from model_store.errors import InvalidInputError, ModelStoreError
-from model_store.registry import ModelRegistry, ModelState
-from model_store.signature import BatchingConfig, ModelSignature
+from model_store.serving import ModelRegistry, ModelState
+from model_store.store import BatchingConfig, ModelSignature
 
-from .faults import fault_code
+from .outcomes import outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class DataPlane:
         try:
             yield info
         except BaseException as exc:
-            outcome = fault_code(exc)
+            outcome = outcome_of(exc)
             raise
         finally:
             log.info("request_id=%s op=%s model=%s version=%s duration_ms=%.2f outcome=%s",

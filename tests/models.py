@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from model_store import ModelRepository, ModelSignature, TensorSpec
-from model_store.signature import BatchingConfig
+from model_store.store.signature import BatchingConfig
 
 ECHO_DTYPES = ("DT_FLOAT", "DT_DOUBLE", "DT_INT32", "DT_INT64", "DT_UINT8", "DT_BOOL",
                "DT_STRING", "DT_INT8", "DT_INT16", "DT_HALF", "DT_UINT16")

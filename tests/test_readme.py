@@ -14,8 +14,8 @@ import numpy as np
 
 from model_store.demo import load_samples
 
+from .soap_server.cli.test_cli import free_port, wait_ready
 from .soap_server.raw import post
-from .soap_server.test_cli import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -74,7 +74,7 @@ def test_a_server_that_never_answers_is_a_timeout_not_a_hang() -> None:
 
 
 def test_fault_classes_mirror_the_server_codes() -> None:
-    from soap_server.faults import ALL_CODES
+    from soap_server.soap.faults import ALL_CODES
 
     assert set(tc.errors.FAULT_CLASSES) == set(ALL_CODES)
     assert tc.errors.fault_class("Server.Whatever") is tc.InternalServerError

@@ -32,7 +32,7 @@ from model_store.demo import (  # noqa: E402
     load_digits_split,
     load_samples,
 )
-from model_store.loader import LoadedModel  # noqa: E402
+from model_store.serving.loader import LoadedModel  # noqa: E402
 
 SCRIPT = REPO_ROOT / "scripts" / "build_demo_model.py"
 MIN_ACCURACY = 0.95

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model_store import InvalidInputError, ModelNotFoundError, ModelRepository
-from model_store.registry import ModelRegistry
+from model_store.serving.registry import ModelRegistry
 from soap_server.dataplane import DataPlane
 from tests.models import affine_expected
 

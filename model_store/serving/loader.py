@@ -1,0 +1,174 @@
+"""Load one frozen model version into its own ``tf.Graph`` and run it.
+
+TensorFlow 2.x is used through ``tf.compat.v1`` in graph mode: a frozen ``GraphDef`` is imported
+into a fresh graph and run by ``Session`` objects. ``Session.run`` is thread-safe and releases the
+GIL, and every ``Session`` holds its own copy of the weights, so one session per model serves
+concurrent requests; ``instances`` > 1 is an option for models whose ops do not parallelise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InferenceError, ModelLoadError
+from ..store import ModelSignature, StoredVersion, TensorSpec, numpy_dtype
+
+log = logging.getLogger(__name__)
+
+
+def _tf() -> Any:
+    import tensorflow as tf  # imported lazily: listing a store needs no TensorFlow
+
+    return tf
+
+
+def session_config(intra_op_threads: int = 0, inter_op_threads: int = 0) -> Any:
+    """A ``ConfigProto`` for serving sessions (0 lets TensorFlow choose)."""
+    tf = _tf()
+    return tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
+                                    inter_op_parallelism_threads=inter_op_threads,
+                                    allow_soft_placement=True)
+
+
+def _op_error_summary(message: str) -> str:
+    """The line of a TensorFlow error message that says what went wrong (no graph dumps)."""
+    skip = ("graph execution error", "detected at node", "[[", "stack trace", "node:",
+            "original stack trace", "file ")
+    for line in message.splitlines():
+        text = line.strip()
+        if text and not text.lower().startswith(skip):
+            return text[:300]
+    return "TensorFlow raised an error while running the graph"
+
+
+def _session_callable(session: Any, feeds: list[Any], fetches: list[Any]) -> Callable[..., Any]:
+    """A function running ``fetches`` from positional ``feeds`` arrays in ``session``.
+
+    TensorFlow's ``make_callable`` with a ``feed_list`` is ``Session.run`` with a feed dict: about
+    0.1 ms of Python per run, holding the GIL, which is most of a small model's run. A callable
+    made from ``CallableOptions`` (C++ ``Session::MakeCallable``, what Keras's v1 backend uses)
+    skips it. Where TensorFlow refuses one (a tensor both fed and fetched) or lacks the private
+    API, ``make_callable`` it is.
+    """
+    make = getattr(session, "_make_callable_from_options", None)
+    if make is not None:
+        from tensorflow.core.protobuf import config_pb2
+
+        options = config_pb2.CallableOptions(feed=[t.name for t in feeds],
+                                             fetch=[t.name for t in fetches])
+        try:
+            return make(options)  # type: ignore[no-any-return]
+        except Exception as exc:  # TensorFlow says which; Session.run handles every case
+            log.debug("no fast callable for %s: %s", options.fetch, exc)
+    return session.make_callable(fetches, feed_list=feeds)  # type: ignore[no-any-return]
+
+
+class LoadedModel:
+    """A frozen model version imported into its own graph, with ``instances`` sessions."""
+
+    def __init__(self, stored: StoredVersion, signature: ModelSignature | None = None,
+                 instances: int = 1, intra_op_threads: int = 0, inter_op_threads: int = 0,
+                 graph_bytes: bytes | None = None) -> None:
+        tf = _tf()
+        self.name = stored.name
+        self.version = stored.version
+        self.signature = signature if signature is not None else stored.read_signature()
+        graph_def = tf.compat.v1.GraphDef()
+        try:
+            graph_def.ParseFromString(graph_bytes if graph_bytes is not None
+                                      else stored.read_graph_bytes())
+        except Exception as exc:  # protobuf raises its own DecodeError
+            raise ModelLoadError(f"{stored.graph_path} is not a GraphDef: {exc}") from None
+        self.graph = tf.Graph()
+        try:
+            with self.graph.as_default():
+                tf.compat.v1.import_graph_def(graph_def, name="")
+        except (ValueError, tf.errors.OpError) as exc:
+            raise ModelLoadError(f"cannot import {stored.graph_path}: {exc}") from None
+        self._tensors = {}
+        for spec in self.signature.inputs + self.signature.outputs:
+            try:
+                self._tensors[spec.name] = self.graph.get_tensor_by_name(spec.name)
+            except (KeyError, ValueError) as exc:
+                raise ModelLoadError(
+                    f"model {self.name} v{self.version}: tensor {spec.name!r} of "
+                    f"{spec.alias!r} is not in the graph ({exc})") from None
+        self.graph.finalize()
+        config = session_config(intra_op_threads, inter_op_threads)
+        self._sessions = [tf.compat.v1.Session(graph=self.graph, config=config)
+                          for _ in range(max(1, instances))]
+        self._next = itertools.count()
+        #: numpy dtype of each input placeholder: feeds must match it exactly
+        self._feed_dtypes = [np.dtype(self._tensors[t.name].dtype.as_numpy_dtype)
+                             for t in self.signature.inputs]
+        self._callables: dict[tuple[str, ...], list[Callable[..., Any]]] = {}
+        self._lock = threading.Lock()
+        self._op_error = tf.errors.OpError
+
+    @property
+    def instances(self) -> int:
+        return len(self._sessions)
+
+    def _callable(self, outputs: Sequence[TensorSpec]) -> Callable[..., Any]:
+        key = tuple(t.name for t in outputs)
+        fns = self._callables.get(key)
+        if fns is None:
+            with self._lock:
+                fns = self._callables.get(key)
+                if fns is None:
+                    feeds = [self._tensors[t.name] for t in self.signature.inputs]
+                    fetches = [self._tensors[t.name] for t in outputs]
+                    fns = [_session_callable(s, feeds, fetches) for s in self._sessions]
+                    self._callables[key] = fns
+        return fns[next(self._next) % len(fns)] if len(fns) > 1 else fns[0]
+
+    def run(self, feeds: Mapping[str, np.ndarray],
+            outputs: Sequence[TensorSpec] | None = None) -> dict[str, np.ndarray]:
+        """Run the graph on ``feeds`` (by input alias); return the outputs by alias.
+
+        The feeds are assumed checked against the signature already.
+        """
+        wanted = tuple(outputs) if outputs else self.signature.outputs
+        fn = self._callable(wanted)
+        args = [feeds[t.alias] for t in self.signature.inputs]
+        for i, dt in enumerate(self._feed_dtypes):
+            if args[i].dtype != dt:
+                args[i] = np.asarray(args[i], dtype=dt)
+        try:
+            results = fn(*args)
+        except self._op_error as exc:
+            raise InferenceError(f"model {self.name} v{self.version} failed: "
+                                 f"{_op_error_summary(exc.message)}") from None
+        out: dict[str, np.ndarray] = {}
+        for spec, value in zip(wanted, results):
+            arr = np.asarray(value)
+            if spec.dtype == "DT_STRING":
+                arr = arr.astype(object)
+            elif arr.dtype != numpy_dtype(spec.dtype):
+                arr = arr.astype(numpy_dtype(spec.dtype))
+            out[spec.alias] = arr
+        return out
+
+    def warm_up(self) -> None:
+        """Run once on zeros where every input shape is known but the batch; errors are logged."""
+        feeds = {}
+        for spec in self.signature.inputs:
+            if spec.shape is None or any(d == -1 for d in spec.shape[1:]):
+                return
+            shape = tuple(1 if d == -1 else d for d in spec.shape)
+            dt = numpy_dtype(spec.dtype)
+            feeds[spec.alias] = (np.full(shape, b"", dtype=object) if spec.dtype == "DT_STRING"
+                                 else np.zeros(shape, dtype=dt))
+        try:
+            self.run(feeds)
+        except InferenceError as exc:
+            log.warning("warm-up of %s v%d failed: %s", self.name, self.version, exc)
+
+    def close(self) -> None:
+        for s in self._sessions:
+            s.close()

@@ -1,0 +1,218 @@
+"""The WSGI front: health probes, the WSDL, the body size limit and request ids, then Spyne.
+
+Routes: ``GET /healthz`` (200 once the process serves), ``GET /readyz`` (200 once every model is
+loaded, 503 before), ``GET /?wsdl`` or ``/PredictService.wsdl`` (the WSDL with the address the
+client used), ``POST /`` (SOAP). A body over the limit is refused with a
+``Client.RequestTooLarge`` fault before it is read; anything that escapes Spyne becomes a
+``Server.Internal`` fault, never an HTML error page.
+
+Plain ``Predict`` requests take ``protocol.PredictFastPath`` instead of Spyne's pipeline. Its
+XML tree and the request bytes are dropped as soon as the tensors are decoded, so a request
+waiting for the model holds only its arrays; and requests of at least ``LARGE_BODY`` bytes
+parse and decode a few at a time (``large_body_slots``), so many concurrent big typed requests
+do not each hold a document tree of several megabytes at once.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import logging
+import os
+import re
+import threading
+from typing import Any, Callable, Iterable
+
+from ..soap import (
+    INTERNAL,
+    MALFORMED_REQUEST,
+    REQUEST_ID_KEY,
+    REQUEST_TOO_LARGE,
+    PredictCall,
+    PredictFastPath,
+    fault_envelope,
+)
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+_RID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
+_XML = "text/xml; charset=utf-8"
+#: Bodies from this size on are parsed and decoded under ``large_body_slots``.
+LARGE_BODY = 64 * 1024
+
+
+class TfsoapWsgi:
+    """The whole HTTP surface of the server as one WSGI callable."""
+
+    def __init__(self, spyne_wsgi: Callable[..., Iterable[bytes]],
+                 wsdl_for: Callable[[str], bytes], is_ready: Callable[[], bool],
+                 max_body_bytes: int, fast_predict: PredictFastPath | None = None,
+                 large_body_slots: int = 2) -> None:
+        self.spyne_wsgi = spyne_wsgi
+        self.wsdl_for = wsdl_for
+        self.is_ready = is_ready
+        self.max_body_bytes = max_body_bytes
+        self.fast_predict = fast_predict
+        self._large_body = threading.BoundedSemaphore(max(1, large_body_slots))
+        # request ids: a random prefix per server and a counter (no random syscall per request)
+        self._rid_prefix = os.urandom(4).hex()
+        self._rid_counter = itertools.count(1)
+        self._wsdl_cache: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        rid = environ.get("HTTP_X_REQUEST_ID", "")
+        if not _RID.match(rid):
+            rid = "%s%08x" % (self._rid_prefix, next(self._rid_counter) & 0xFFFFFFFF)
+        environ[REQUEST_ID_KEY] = rid
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = environ.get("PATH_INFO", "") or "/"
+        query = environ.get("QUERY_STRING", "")
+        try:
+            if method in ("GET", "HEAD"):
+                if path == "/healthz":
+                    return self._json(start_response, "200 OK", {"status": "ok"}, rid)
+                if path == "/readyz":
+                    ready = self.is_ready()
+                    return self._json(start_response, "200 OK" if ready else "503 Service "
+                                      "Unavailable", {"ready": ready}, rid)
+                if query.lower().split("=")[0] == "wsdl" or path.endswith(".wsdl"):
+                    return self._wsdl(environ, start_response, rid)
+                return self._plain(start_response, "404 Not Found",
+                                   "tfsoap PredictService: POST SOAP 1.1 requests here; the "
+                                   "WSDL is at ?wsdl\n", rid)
+            if method != "POST":
+                return self._fault(start_response, MALFORMED_REQUEST,
+                                   f"HTTP method {method} is not supported; use POST", rid,
+                                   "405 Method Not Allowed")
+            return self._soap(environ, start_response, rid)
+        except Exception:  # the last line of defence: a fault, never an HTML page
+            log.exception("request %s failed outside Spyne", rid)
+            return self._fault(start_response, INTERNAL,
+                               f"internal server error (request id {rid})", rid)
+
+    def _soap(self, environ: dict[str, Any], start_response: StartResponse,
+              rid: str) -> Iterable[bytes]:
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        limit = self.max_body_bytes
+        stream = environ["wsgi.input"]
+        if length_text:
+            try:
+                length = int(length_text)
+            except ValueError:
+                return self._fault(start_response, MALFORMED_REQUEST,
+                                   "invalid Content-Length", rid)
+            if length > limit:
+                _drain(stream, length)
+                return self._too_large(start_response, length, rid)
+            body = stream.read(length) if length > 0 else b""
+        else:  # chunked or unknown length: read at most one byte past the limit
+            body = stream.read(limit + 1)
+            if len(body) > limit:
+                _drain(stream, None)
+                return self._too_large(start_response, None, rid)
+        fast = self.fast_predict
+        if fast is not None and fast.enabled():
+            if len(body) >= LARGE_BODY:
+                with self._large_body:
+                    call = fast.decode(body, environ.get("CONTENT_TYPE"), rid)
+            else:
+                call = fast.decode(body, environ.get("CONTENT_TYPE"), rid)
+            if call is not None:
+                del body  # from here on the request holds only its decoded arrays
+                if isinstance(call, PredictCall):
+                    ok, payload = fast.respond(call, rid)
+                else:
+                    ok, payload = False, call
+                start_response("200 OK" if ok else "500 Internal Server Error",
+                               [("Content-Type", _XML), ("Content-Length", str(len(payload))),
+                                ("X-Request-ID", rid)])
+                return [payload]
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        captured: dict[str, Any] = {}
+
+        def spyne_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        chunks = b"".join(self.spyne_wsgi(environ, spyne_start))
+        headers = [(k, v) for k, v in captured.get("headers", [])
+                   if k.lower() not in ("content-length", "content-type")]
+        headers += [("Content-Type", _XML), ("Content-Length", str(len(chunks))),
+                    ("X-Request-ID", rid)]
+        start_response(captured.get("status", "500 Internal Server Error"), headers)
+        return [chunks]
+
+    def _too_large(self, start_response: StartResponse, length: int | None,
+                   rid: str) -> Iterable[bytes]:
+        size = f"{length} bytes" if length is not None else "the request body"
+        log.info("request_id=%s op=- outcome=%s size=%s", rid, REQUEST_TOO_LARGE, size)
+        return self._fault(start_response, REQUEST_TOO_LARGE,
+                           f"{size} is over the limit of {self.max_body_bytes} bytes", rid,
+                           close=True)
+
+    def _wsdl(self, environ: dict[str, Any], start_response: StartResponse,
+              rid: str) -> Iterable[bytes]:
+        address = _base_url(environ)
+        with self._lock:
+            doc = self._wsdl_cache.get(address)
+            if doc is None:
+                doc = self.wsdl_for(address)
+                if len(self._wsdl_cache) < 64:
+                    self._wsdl_cache[address] = doc
+        start_response("200 OK", [("Content-Type", _XML), ("Content-Length", str(len(doc))),
+                                  ("X-Request-ID", rid)])
+        return [doc]
+
+    @staticmethod
+    def _fault(start_response: StartResponse, code: str, message: str, rid: str,
+               status: str = "500 Internal Server Error", close: bool = False) -> list[bytes]:
+        body = fault_envelope(code, message, rid)
+        headers = [("Content-Type", _XML), ("Content-Length", str(len(body))),
+                   ("X-Request-ID", rid)]
+        if close:
+            headers.append(("Connection", "close"))
+        start_response(status, headers)
+        return [body]
+
+    @staticmethod
+    def _json(start_response: StartResponse, status: str, data: dict[str, Any],
+              rid: str) -> list[bytes]:
+        body = (json.dumps(data) + "\n").encode()
+        start_response(status, [("Content-Type", "application/json"),
+                                ("Content-Length", str(len(body))), ("X-Request-ID", rid)])
+        return [body]
+
+    @staticmethod
+    def _plain(start_response: StartResponse, status: str, text: str, rid: str) -> list[bytes]:
+        body = text.encode()
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                ("Content-Length", str(len(body))), ("X-Request-ID", rid)])
+        return [body]
+
+
+def _drain(stream: Any, length: int | None, cap: int = 256 * 1024 * 1024) -> None:
+    """Read and drop the rest of a refused body (up to ``cap`` bytes) so that the client,
+    which is still sending, reads our fault instead of a reset connection."""
+    left = cap if length is None else min(length, cap)
+    while left > 0:
+        chunk = stream.read(min(left, 1 << 20))
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
+def _base_url(environ: dict[str, Any]) -> str:
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST") or "%s:%s" % (environ.get("SERVER_NAME", "localhost"),
+                                                   environ.get("SERVER_PORT", "80"))
+    if not re.match(r"^[A-Za-z0-9.\-\[\]:]{1,255}$", host):
+        host = "%s:%s" % (environ.get("SERVER_NAME", "localhost"),
+                          environ.get("SERVER_PORT", "80"))
+    path = environ.get("SCRIPT_NAME", "") + (environ.get("PATH_INFO", "") or "/")
+    if path.endswith(".wsdl"):
+        path = path.rsplit("/", 1)[0] + "/"
+    return f"{scheme}://{host}{path}"

@@ -1,0 +1,67 @@
+"""The stable outcome codes of a request, and the one table from errors to them.
+
+The codes are the SOAP contract's fault codes: ``Client.<Code>`` (the caller's mistake) or
+``Server.<Code>`` (ours). Every protocol reports them (the SOAP fault's ``faultcode`` and detail,
+and the log line and metrics of every request); ``soap.faults`` builds SOAP faults from them.
+"""
+
+from __future__ import annotations
+
+from model_store.errors import (
+    InferenceError,
+    InvalidInputError,
+    ModelNotFoundError,
+    UnavailableError,
+)
+
+MODEL_NOT_FOUND = "Client.ModelNotFound"
+INVALID_INPUT = "Client.InvalidInput"
+MALFORMED_REQUEST = "Client.MalformedRequest"
+REQUEST_TOO_LARGE = "Client.RequestTooLarge"
+UNAVAILABLE = "Server.Unavailable"
+INFERENCE_ERROR = "Server.InferenceError"
+INTERNAL = "Server.Internal"
+ALL_CODES = (MODEL_NOT_FOUND, INVALID_INPUT, MALFORMED_REQUEST, REQUEST_TOO_LARGE, UNAVAILABLE,
+             INFERENCE_ERROR, INTERNAL)
+
+
+class EdgeError(Exception):
+    """Errors found at the SOAP edge, before a request reaches ``model_store``."""
+
+    code = INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class MalformedRequestError(EdgeError):
+    """Not a well-formed SOAP request of this contract (bad XML, DOCTYPE, wrong element)."""
+
+    code = MALFORMED_REQUEST
+
+
+class RequestTooLargeError(EdgeError):
+    """The request body is over the configured size limit."""
+
+    code = REQUEST_TOO_LARGE
+
+
+#: The one table: error class -> fault code (first match wins, so subclasses go first).
+FAULT_TABLE: tuple[tuple[type[Exception], str], ...] = (
+    (ModelNotFoundError, MODEL_NOT_FOUND),
+    (InvalidInputError, INVALID_INPUT),
+    (UnavailableError, UNAVAILABLE),
+    (InferenceError, INFERENCE_ERROR),
+    (MalformedRequestError, MALFORMED_REQUEST),
+    (RequestTooLargeError, REQUEST_TOO_LARGE),
+)
+
+
+def outcome_of(exc: BaseException) -> str:
+    """The code of ``exc`` by the table (``Server.Internal`` if unmapped)."""
+    for cls, code in FAULT_TABLE:
+        if isinstance(exc, cls):
+            return code
+    named = getattr(exc, "code", None)
+    return named if isinstance(named, str) and named in ALL_CODES else INTERNAL
