@@ -1,10 +1,13 @@
-"""The composition root: settings -> store, registry, dataplane, Spyne app, WSGI, HTTP server
-(cheroot, in ``http_server``)."""
+"""The composition root: settings -> store, registry, dataplane, Spyne app, WSGI front, and
+the HTTP server (granian, in ``http.server``) in this process or in worker processes."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 
 from spyne import Application
@@ -17,7 +20,15 @@ from model_store.store import BatchingConfig
 
 from . import __version__
 from .dataplane import DataPlane
-from .http import RunningServer, TfsoapWsgi
+from .http import (
+    RELOAD_FILE_ENV,
+    AsgiFront,
+    ReloadWatcher,
+    RunningServer,
+    TfsoapWsgi,
+    asgi_front,
+    serve_forever,
+)
 from .settings import Settings
 from .soap import (
     PLACEHOLDER_ADDRESS,
@@ -95,10 +106,41 @@ def build_app(settings: Settings) -> ServerApp:
                                    enabled=lambda: not spyne_hooks(spyne_app, [spyne_wsgi]))
     wsgi = TfsoapWsgi(spyne_wsgi, lambda address: build_wsdl(spyne_app, address),
                       lambda: registry.ready, settings.max_body_bytes, fast_predict,
-                      large_body_slots=max(2, os.cpu_count() or 2))
+                      large_body_slots=max(2, os.cpu_count() or 2),
+                      public_url=settings.public_url)
     return ServerApp(settings, registry, dataplane, spyne_app, wsgi)
 
 
 def start_server(settings: Settings) -> RunningServer[ServerApp]:
-    """Build and start a server in this process (tests and ``tfsoap serve`` use this)."""
+    """Build and start a server in this process (tests and embedding use this)."""
     return RunningServer(build_app(settings)).start()
+
+
+#: The environment variable that carries the settings to granian's worker processes.
+WORKER_SETTINGS_ENV = "TFSOAP_WORKER_SETTINGS"
+
+
+def worker_app() -> AsgiFront:
+    """One worker process's application (granian calls this factory in each worker): its own
+    registry and sessions, models loading in the background, reloading when told."""
+    settings = Settings(**json.loads(os.environ[WORKER_SETTINGS_ENV])).checked()
+    app = build_app(settings)
+    app.registry.start_loading()
+    reload_file = os.environ.get(RELOAD_FILE_ENV)
+    watcher = ReloadWatcher(reload_file, app.registry.reload).start() if reload_file else None
+    log.info("worker %d serving the model store %s", os.getpid(), app.registry.repository.root)
+
+    def shutdown() -> None:
+        if watcher is not None:
+            watcher.stop()
+        app.registry.close()
+        log.info("worker %d stopped", os.getpid())
+
+    return asgi_front(app, on_shutdown=shutdown)
+
+
+def serve(settings: Settings) -> None:
+    """Serve ``settings`` with ``settings.workers`` worker processes until SIGTERM or SIGINT."""
+    os.environ[WORKER_SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+    with tempfile.TemporaryDirectory(prefix="tfsoap-") as runtime_dir:
+        serve_forever(settings, f"{__name__}:worker_app", runtime_dir)

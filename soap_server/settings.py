@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,9 +32,35 @@ class Settings:
     port: int = 8080
     """TCP port to listen on; 0 picks a free one."""
     threads: int = 64
-    """Worker threads of the HTTP server: the most connections served at once."""
+    """Threads per worker process that run requests (decode, model run, encode); connections
+    that are idle or still sending hold none."""
+    workers: int = 1
+    """Worker processes on the one port, each with its own registry, sessions and a copy of
+    every model's weights (see docs/deploying.md to size it); crashed workers are restarted."""
     max_body_bytes: int = 32 * 1024 * 1024
-    """Largest request body accepted; bigger ones get ``Client.RequestTooLarge``."""
+    """Largest request body accepted; bigger ones get ``Client.RequestTooLarge`` as soon as the
+    bytes received pass it (also for chunked bodies)."""
+    header_timeout_s: float = 5.0
+    """Time a connection has to send a request's line and headers (also between keep-alive
+    requests); a connection that is silent or trickles is closed when it passes."""
+    body_timeout_s: float = 30.0
+    """Time a request has to send its whole body once its headers arrived; past it the request
+    gets ``Client.MalformedRequest`` (HTTP 408) and the connection is closed."""
+    max_header_bytes: int = 64 * 1024
+    """Largest request line plus headers (431 or 414 above it); at least 8192."""
+    max_connections: int = 4096
+    """Open connections per worker process; more wait in the listen queue (a log line says so)."""
+    max_pending_requests: int = 256
+    """Requests per worker process that may wait for or run in the application at once; more
+    get ``Server.Unavailable`` (HTTP 503) at once, so what is accepted keeps a bounded latency."""
+    max_buffered_body_bytes: int = 256 * 1024 * 1024
+    """Request bodies per worker process held in memory while they arrive; a request that would
+    pass it gets ``Server.Unavailable`` (HTTP 503)."""
+    public_url: str = ""
+    """The service's address as clients reach it (``https://soap.example.com/``), written into
+    the WSDL; empty: the address the client used, from its ``Host`` header when that is plain."""
+    shutdown_grace_s: float = 30.0
+    """On SIGTERM: how long requests in flight may take to finish before the worker exits."""
     request_timeout_s: float = 30.0
     """How long a request may wait for a run slot before ``Server.Unavailable``."""
     max_concurrent_runs: int = 2
@@ -72,9 +99,19 @@ class Settings:
     def checked(self) -> Settings:
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port {self.port} is out of range")
-        for name in ("threads", "max_body_bytes", "max_concurrent_runs", "instances"):
+        for name in ("threads", "max_body_bytes", "max_concurrent_runs", "instances", "workers",
+                     "max_connections", "max_pending_requests", "max_buffered_body_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1")
+        for name in ("header_timeout_s", "body_timeout_s"):
+            if not 0 < getattr(self, name) <= 60:
+                raise SettingsError(f"{name} must be above 0 and at most 60")
+        if self.shutdown_grace_s < 0:
+            raise SettingsError("shutdown_grace_s must be 0 or more")
+        if self.max_header_bytes < 8192:
+            raise SettingsError("max_header_bytes must be at least 8192")
+        if self.public_url and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", self.public_url):
+            raise SettingsError(f"public_url must be an http(s) URL, got {self.public_url!r}")
         if self.max_queued < 0:
             raise SettingsError("max_queued must be 0 or more")
         if self.request_timeout_s <= 0:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
-import signal
+import socket
 import sys
-import threading
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..settings import Settings, load_settings
+from ..settings import Settings, SettingsError, load_settings
 
 
 def add_serve(sub: Any) -> None:
@@ -35,30 +35,36 @@ def add_serve(sub: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from ..app import start_server
+    from model_store import bundled_store_path
+
+    from ..app import serve
+    from ..http import url_of
 
     cli_values = {f.name: getattr(args, f.name) for f in fields(Settings)}
     settings = load_settings(cli_values, config_file=args.config)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    server = start_server(settings)
-    print(f"tfsoap {__version__}: PredictService at {server.url} (WSDL: {server.url}?wsdl); "
-          f"model store {server.app.registry.repository.root}", flush=True)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        if signum == getattr(signal, "SIGHUP", None):
-            threading.Thread(target=server.app.registry.reload, daemon=True).start()
-        else:
-            stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            signal.signal(sig, on_signal)
-    stop.wait()
-    server.stop()
+    settings = dataclasses.replace(settings, port=_claim_port(settings.host, settings.port))
+    url = settings.public_url or url_of(settings.host, settings.port)
+    store = Path(settings.model_store or bundled_store_path()).resolve()
+    print(f"tfsoap {__version__}: PredictService at {url} (WSDL: {url}?wsdl); "
+          f"model store {store}; {settings.workers} worker process(es)", flush=True)
+    serve(settings)
     return 0
+
+
+def _claim_port(host: str, port: int) -> int:
+    """The port to listen on (a free one for 0), checked before any worker starts, so that a
+    port in use is one error line rather than a crash in every worker."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            return int(s.getsockname()[1])
+    except OSError as exc:
+        raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def add_wsdl(sub: Any) -> None:

@@ -1,8 +1,19 @@
-"""The HTTP layer: the WSGI front (health probes, WSDL, body limits, request ids, routing to the
-SOAP fast path or Spyne) and the HTTP server that runs it.
+"""The HTTP layer: the HTTP server (granian, worker processes), the ASGI front (body limits and
+deadlines, admission, health probes on the event loop) and the WSGI surface behind it (WSDL,
+request ids, routing to the SOAP fast path or Spyne).
 """
 
-from .server import RunningServer
+from .asgi import AsgiFront
+from .server import (
+    RELOAD_FILE_ENV,
+    ReloadWatcher,
+    RunningServer,
+    asgi_front,
+    request_reload,
+    serve_forever,
+    url_of,
+)
 from .wsgi import TfsoapWsgi
 
-__all__ = ["RunningServer", "TfsoapWsgi"]
+__all__ = ["RELOAD_FILE_ENV", "AsgiFront", "ReloadWatcher", "RunningServer", "TfsoapWsgi",
+           "asgi_front", "request_reload", "serve_forever", "url_of"]

@@ -1,21 +1,61 @@
-"""The HTTP server: cheroot (CherryPy's WSGI server), tuned for many keep-alive SOAP clients.
+"""The HTTP server: granian (HTTP in Rust on hyper/tokio) running the ASGI front.
 
-cheroot is a production-grade HTTP/1.1 server with keep-alive, a bounded worker thread pool,
-graceful shutdown and built-in TLS, pure Python and on PyPI. A thread pool fits this service:
-``Session.run`` releases the GIL, so threads waiting on TensorFlow cost nothing, and the
-admission gate in front of each model bounds the work. The tuning below is measured by
-``benchmarks/serve_bench.py`` (see docs/performance.md).
+Chosen by measurement over cheroot, uvicorn and gunicorn (docs/performance.md, "The HTTP
+front"): granian reads request lines and headers on its Rust event loop with a deadline
+(``header_timeout_s``) and a size limit (``max_header_bytes``: 431/414 answers), so silent,
+slowloris and slow-upload clients hold no Python thread; it runs worker processes on one port
+with restart of crashed workers; and it does TLS in rustls. HTTP/1.1 only (``http=1``): in its
+auto mode granian waits for a client's first bytes without a deadline.
+
+Two ways to run it:
+
+- ``serve_forever(settings, target)`` (``tfsoap serve``): granian's process manager with
+  ``workers`` processes; each builds its own app from ``target`` (a factory, see
+  ``soap_server.app.worker_app``), so each has its own registry and sessions. SIGTERM/SIGINT:
+  granian stops accepting, requests in flight finish (up to ``shutdown_grace_s``), then the
+  workers close their models. SIGHUP: every worker reloads its store in place (no restart),
+  through a reload file that each worker watches.
+- ``RunningServer`` (tests, embedding): one worker on an event loop in a thread of this process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
+import logging
 import os
-import select
+import socket
 import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any, Callable, Generic, Protocol, TypeVar
+
+from .asgi import AsgiFront
+
+log = logging.getLogger(__name__)
+
+_M_ARENA_MAX = -8  # glibc's mallopt() parameter number
+#: The environment variable that names the file whose change tells every worker to reload.
+RELOAD_FILE_ENV = "TFSOAP_RELOAD_FILE"
+
+
+def limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas at one per core (its default is eight per core).
+
+    A thread that allocates while another holds the lock of its arena gets an arena of its own,
+    and memory freed in an arena stays there, so with dozens of request threads the resident set
+    grew with the number of concurrent requests (``benchmarks/serve_bench.py``: 1.18x at 32
+    clients, 1.08x with the cap). A ``MALLOC_ARENA_MAX`` set in the environment is left to glibc.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_ARENA_MAX, max(2, os.cpu_count() or 2))
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 class ModelLoading(Protocol):
@@ -24,6 +64,8 @@ class ModelLoading(Protocol):
     def start_loading(self) -> Any: ...
 
     def wait_ready(self, timeout: float) -> bool: ...
+
+    def reload(self) -> Any: ...
 
     def close(self) -> None: ...
 
@@ -35,7 +77,7 @@ class ServedApp(Protocol):
     def settings(self) -> Any: ...
 
     @property
-    def wsgi(self) -> Callable[..., Any]: ...
+    def wsgi(self) -> Any: ...
 
     @property
     def registry(self) -> ModelLoading: ...
@@ -43,142 +85,161 @@ class ServedApp(Protocol):
 
 App = TypeVar("App", bound=ServedApp)
 
-_M_ARENA_MAX = -8  # glibc's mallopt() parameter number
-#: How long a worker thread waits on a keep-alive connection for its next request.
-LINGER_S = 0.002
-_COALESCE_BYTES = 64 * 1024
-#: listen() backlog: cheroot's default of 5 drops connection attempts under a burst of clients.
-_LISTEN_BACKLOG = 128
+
+def asgi_front(app: ServedApp, on_startup: Callable[[], None] | None = None,
+               on_shutdown: Callable[[], None] | None = None) -> AsgiFront:
+    """The ASGI front for ``app`` with the limits of its settings."""
+    s = app.settings
+    return AsgiFront(app.wsgi, threads=s.threads, max_body_bytes=s.max_body_bytes,
+                     body_timeout_s=s.body_timeout_s,
+                     max_pending_requests=s.max_pending_requests,
+                     max_buffered_body_bytes=s.max_buffered_body_bytes,
+                     request_timeout_s=s.request_timeout_s,
+                     on_startup=on_startup, on_shutdown=on_shutdown)
 
 
-def limit_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas at one per core (its default is eight per core).
+def granian_options(settings: Any) -> dict[str, Any]:
+    """granian's options from the settings (the same for both ways of running it)."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
 
-    A thread that allocates while another holds the lock of its arena gets an arena of its own,
-    and memory freed in an arena stays there, so with dozens of HTTP threads the resident set
-    grew with the number of concurrent requests: in ``benchmarks/serve_bench.py`` the peak at 32
-    concurrent clients was 1.18x that at one, and 1.08x with the cap, at the same throughput.
-    A ``MALLOC_ARENA_MAX`` set in the environment is left to glibc; elsewhere this does nothing.
-    """
-    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_ARENA_MAX, max(2, os.cpu_count() or 2))
-    except (OSError, AttributeError):  # not glibc
-        pass
+    return dict(
+        address=settings.host, interface=Interfaces.ASGI, http=HTTPModes.http1,
+        websockets=False, backlog=1024, backpressure=settings.max_connections,
+        http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000),
+                                     keep_alive=True,
+                                     max_buffer_size=settings.max_header_bytes),
+        log_access=False)
 
 
-class _Capture:
-    """A write-only file keeping what is written."""
-
-    def __init__(self) -> None:
-        self.data = b""
-
-    def write(self, data: bytes) -> int:
-        self.data += data
-        return len(data)
+def free_port(host: str) -> int:
+    """A free TCP port on ``host`` (for ``port = 0``: granian binds a port it is given)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
-def _keep_reading_connection(cheroot_server: Any) -> type:
-    """cheroot's ``HTTPConnection``, reading the next request on the same thread when it comes
-    within ``LINGER_S`` (as a client waiting for each answer sends its next request).
+def url_of(host: str, port: int, scheme: str = "http") -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}/"
 
-    cheroot hands a keep-alive connection back to its selector thread after every response,
-    and the selector hands the next request to a worker thread again: several thread switches
-    per request, which on a small machine cost more than our whole request pipeline. The worker
-    lingers only while no other connection waits for a worker.
-    """
 
-    class OneSendRequest(cheroot_server.HTTPRequest):  # type: ignore[misc,name-defined]
-        """Sends the status line and headers with the first part of the body: one send()
-        per small response instead of two (cheroot writes each straight to the socket)."""
+class ReloadWatcher:
+    """Reloads the registry whenever the reload file changes (how SIGHUP and an admin reload
+    reach every worker process), checking twice a second in a daemon thread."""
 
-        _head = b""
+    def __init__(self, path: str, reload: Callable[[], Any], interval_s: float = 0.5) -> None:
+        self.path, self.reload, self.interval_s = path, reload, interval_s
+        self._stop = threading.Event()
+        self._seen = self._stamp()
+        self._thread = threading.Thread(target=self._run, name="tfsoap-reload", daemon=True)
 
-        def send_headers(self) -> None:
-            wfile, capture = self.conn.wfile, _Capture()
-            self.conn.wfile = capture
-            try:
-                super().send_headers()
-            finally:
-                self.conn.wfile = wfile
-            self._head = capture.data
+    def _stamp(self) -> int:
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError:
+            return 0
 
-        def write(self, chunk: bytes) -> None:
-            head, self._head = self._head, b""
-            if head and not self.chunked_write and len(chunk) <= _COALESCE_BYTES:
-                self.conn.wfile.write(head + chunk)
-                return
-            if head:
-                self.conn.wfile.write(head)
-            super().write(chunk)
+    def start(self) -> ReloadWatcher:
+        self._thread.start()
+        return self
 
-        def respond(self) -> None:
-            super().respond()
-            if self._head:  # a response without a body
-                head, self._head = self._head, b""
-                self.conn.wfile.write(head)
-
-    class KeepReadingConnection(cheroot_server.HTTPConnection):  # type: ignore[misc,name-defined]
-        RequestHandlerClass = OneSendRequest
-
-        def communicate(self) -> bool:
-            while True:
-                if not super().communicate():
-                    return False
-                if self.rfile.has_data():
-                    continue
-                if self.server.requests.qsize:
-                    return True
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            stamp = self._stamp()
+            if stamp != self._seen:
+                self._seen = stamp
+                log.info("reload requested: reloading the model store")
                 try:
-                    ready, _, _ = select.select([self.socket], [], [], LINGER_S)
-                except (OSError, ValueError):  # closed meanwhile
-                    return True
-                if not ready:
-                    return True
+                    self.reload()
+                except Exception:
+                    log.exception("reload failed; the models already served keep serving")
 
-    return KeepReadingConnection
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def request_reload(path: str) -> None:
+    """Tell every worker to reload (touch the reload file)."""
+    Path(path).touch()
+    os.utime(path, ns=(time.time_ns(), time.time_ns()))
+
+
+def serve_forever(settings: Any, target: str, runtime_dir: str) -> None:
+    """Run granian with ``settings.workers`` processes, each building its app with ``target``
+    (a ``module:function`` factory); returns once a SIGTERM or SIGINT shut it down."""
+    from granian.server import Server as Granian
+
+    limit_malloc_arenas()
+    reload_file = os.path.join(runtime_dir, "reload")
+    Path(reload_file).touch()
+    os.environ[RELOAD_FILE_ENV] = reload_file
+
+    class TfsoapGranian(Granian):  # type: ignore[misc,valid-type]
+        """granian's process manager, with SIGHUP reloading the workers' stores in place
+        instead of restarting them (a restart would reload every model from scratch)."""
+
+        def signal_handler_reload(self, *args: Any, **kwargs: Any) -> None:
+            log.info("SIGHUP received: every worker reloads its model store")
+            request_reload(reload_file)
+
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            log.info("shutdown signal received: no new connections; requests in flight "
+                     "finish within %g s", settings.shutdown_grace_s)
+            super().signal_handler_interrupt(*args, **kwargs)
+
+    server = TfsoapGranian(
+        target, port=settings.port or free_port(settings.host), workers=settings.workers,
+        factory=True, respawn_failed_workers=True,
+        workers_kill_timeout=max(1, int(settings.shutdown_grace_s + 0.999)),
+        log_enabled=True, log_level=settings.log_level.lower(),
+        **granian_options(settings))
+    server.serve()
+    log.info("server stopped")
 
 
 class RunningServer(Generic[App]):
-    """A cheroot server serving a ``ServedApp``; ``start()`` returns once it listens."""
+    """One granian worker serving ``server_app`` on an event loop in a thread of this process;
+    ``start()`` returns once it listens."""
 
     def __init__(self, server_app: App) -> None:
-        from cheroot import server as cheroot_server
-        from cheroot import wsgi as cheroot_wsgi
-
-        s = server_app.settings
         self.app = server_app
-        self.server = cheroot_wsgi.Server((s.host, s.port), server_app.wsgi, numthreads=s.threads,
-                                          server_name="tfsoap", timeout=60,
-                                          request_queue_size=_LISTEN_BACKLOG)
-        # cheroot closes a connection after its response once 10 idle keep-alive connections
-        # wait (its default), so more than 10 steady clients keep reconnecting. Idle connections
-        # wait in cheroot's selector, not in a worker thread.
-        self.server.keep_alive_conn_limit = 4 * s.threads
-        self.server.ConnectionClass = _keep_reading_connection(cheroot_server)
+        s = server_app.settings
+        self.host = s.host
+        self.port = s.port or free_port(s.host)
+        self.front = asgi_front(server_app)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._granian: Any = None
         self._thread: threading.Thread | None = None
 
     @property
-    def port(self) -> int:
-        return int(self.server.bind_addr[1])
-
-    @property
     def url(self) -> str:
-        host = self.server.bind_addr[0]
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}/"
+        return url_of(self.host, self.port)
 
     def start(self, load_models: bool = True) -> RunningServer[App]:
         """Listen and serve in a background thread; models load in another."""
+        from granian.server.embed import Server as EmbeddedGranian
+
         limit_malloc_arenas()
-        self.server.prepare()
         if load_models:
             self.app.registry.start_loading()
-        self._thread = threading.Thread(target=self.server.serve, name="tfsoap-http",
-                                        daemon=True)
+        self._granian = EmbeddedGranian(self.front, port=self.port, log_enabled=False,
+                                        **granian_options(self.app.settings))
+        started = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            loop.call_soon(started.set)
+            loop.run_until_complete(self._granian.serve())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="tfsoap-http", daemon=True)
         self._thread.start()
+        started.wait(30)
+        _wait_listening(self.host, self.port, 30)
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> bool:
@@ -186,9 +247,11 @@ class RunningServer(Generic[App]):
         return self.app.registry.wait_ready(timeout)
 
     def stop(self) -> None:
-        self.server.stop()
+        if self._loop is not None and self._granian is not None:
+            self._loop.call_soon_threadsafe(self._granian.stop)
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)
+        self.front.pool.shutdown(wait=False)
         self.app.registry.close()
 
     def __enter__(self) -> RunningServer[App]:
@@ -196,3 +259,14 @@ class RunningServer(Generic[App]):
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _wait_listening(host: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise OSError(f"the server did not start listening on {host}:{port}")

@@ -1,10 +1,10 @@
 """The WSGI front: health probes, the WSDL, the body size limit and request ids, then Spyne.
 
 Routes: ``GET /healthz`` (200 once the process serves), ``GET /readyz`` (200 once every model is
-loaded, 503 before), ``GET /?wsdl`` or ``/PredictService.wsdl`` (the WSDL with the address the
-client used), ``POST /`` (SOAP). A body over the limit is refused with a
-``Client.RequestTooLarge`` fault before it is read; anything that escapes Spyne becomes a
-``Server.Internal`` fault, never an HTML error page.
+loaded, 503 before), ``GET /?wsdl`` or ``/PredictService.wsdl`` (the WSDL with ``public_url`` as
+its address, or else the address the client used), ``POST /`` (SOAP). A body over the limit is
+refused with a ``Client.RequestTooLarge`` fault before it is read; anything that escapes Spyne
+becomes a ``Server.Internal`` fault, never an HTML error page.
 
 Plain ``Predict`` requests take ``protocol.PredictFastPath`` instead of Spyne's pipeline. Its
 XML tree and the request bytes are dropped as soon as the tensors are decoded, so a request
@@ -49,12 +49,13 @@ class TfsoapWsgi:
     def __init__(self, spyne_wsgi: Callable[..., Iterable[bytes]],
                  wsdl_for: Callable[[str], bytes], is_ready: Callable[[], bool],
                  max_body_bytes: int, fast_predict: PredictFastPath | None = None,
-                 large_body_slots: int = 2) -> None:
+                 large_body_slots: int = 2, public_url: str = "") -> None:
         self.spyne_wsgi = spyne_wsgi
         self.wsdl_for = wsdl_for
         self.is_ready = is_ready
         self.max_body_bytes = max_body_bytes
         self.fast_predict = fast_predict
+        self.public_url = public_url
         self._large_body = threading.BoundedSemaphore(max(1, large_body_slots))
         # request ids: a random prefix per server and a counter (no random syscall per request)
         self._rid_prefix = os.urandom(4).hex()
@@ -62,22 +63,48 @@ class TfsoapWsgi:
         self._wsdl_cache: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def request_id(self, environ: dict[str, Any]) -> str:
+        """The request's id: the client's ``X-Request-ID`` when it is a plain token, else ours.
+        Kept in ``environ`` so every layer logs the same one."""
+        rid = environ.get(REQUEST_ID_KEY)
+        if rid:
+            return str(rid)
         rid = environ.get("HTTP_X_REQUEST_ID", "")
         if not _RID.match(rid):
             rid = "%s%08x" % (self._rid_prefix, next(self._rid_counter) & 0xFFFFFFFF)
         environ[REQUEST_ID_KEY] = rid
+        return str(rid)
+
+    def probe(self, method: str, path: str,
+              rid: str) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """The answer to a health probe (``/healthz``, ``/readyz``), or None for other paths.
+        Cheap and lock-free, so the front answers probes without waiting for a thread."""
+        if method not in ("GET", "HEAD") or path not in ("/healthz", "/readyz"):
+            return None
+        data: dict[str, Any]
+        if path == "/healthz":
+            status, data = 200, {"status": "ok"}
+        else:
+            ready = self.is_ready()
+            status, data = (200 if ready else 503), {"ready": ready}
+        body = (json.dumps(data) + "\n").encode()
+        return status, [(b"content-type", b"application/json"),
+                        (b"x-request-id", rid.encode())], body
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        rid = self.request_id(environ)
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "") or "/"
         query = environ.get("QUERY_STRING", "")
         try:
             if method in ("GET", "HEAD"):
-                if path == "/healthz":
-                    return self._json(start_response, "200 OK", {"status": "ok"}, rid)
-                if path == "/readyz":
-                    ready = self.is_ready()
-                    return self._json(start_response, "200 OK" if ready else "503 Service "
-                                      "Unavailable", {"ready": ready}, rid)
+                probe = self.probe(method, path, rid)
+                if probe is not None:
+                    status, headers, body = probe
+                    start_response(f"{status} {'OK' if status == 200 else 'Service Unavailable'}",
+                                   [(k.decode(), v.decode()) for k, v in headers]
+                                   + [("Content-Length", str(len(body)))])
+                    return [body]
                 if query.lower().split("=")[0] == "wsdl" or path.endswith(".wsdl"):
                     return self._wsdl(environ, start_response, rid)
                 return self._plain(start_response, "404 Not Found",
@@ -156,7 +183,7 @@ class TfsoapWsgi:
 
     def _wsdl(self, environ: dict[str, Any], start_response: StartResponse,
               rid: str) -> Iterable[bytes]:
-        address = _base_url(environ)
+        address = self.public_url or _base_url(environ)
         with self._lock:
             doc = self._wsdl_cache.get(address)
             if doc is None:

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from lxml import etree
+from requests.structures import CaseInsensitiveDict
 
 from soap_server.app import build_app
 from soap_server.http.server import RunningServer
@@ -16,12 +17,12 @@ from soap_server.settings import Settings
 from ..raw import post
 
 
-def get(url: str) -> tuple[int, bytes, dict[str, str]]:
+def get(url: str) -> tuple[int, bytes, CaseInsensitiveDict[str]]:
     try:
         with urllib.request.urlopen(url, timeout=30) as r:
-            return r.status, r.read(), dict(r.headers)
+            return r.status, r.read(), CaseInsensitiveDict(dict(r.headers))
     except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
+        return e.code, e.read(), CaseInsensitiveDict(dict(e.headers))
 
 
 def test_healthz_and_readyz_answer_200_when_loaded(server) -> None:

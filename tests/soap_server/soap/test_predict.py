@@ -165,7 +165,7 @@ def test_predict_through_spyne_pipeline_and_fast_path_answer_the_same(server) ->
     the Predict fast path. Both must answer byte for byte the same, results and faults."""
     from lxml import etree
 
-    from .raw import post, predict_xml
+    from ..raw import post, predict_xml
 
     def with_header(body: bytes) -> bytes:
         return body.replace(b"<soapenv:Body>", b"<soapenv:Header/><soapenv:Body>")
