@@ -126,6 +126,9 @@ def worker_app() -> AsgiFront:
     settings = Settings(**json.loads(os.environ[WORKER_SETTINGS_ENV])).checked()
     app = build_app(settings)
     app.registry.start_loading()
+    # The worker listens only once its first load pass is over, so that with several workers
+    # (or a worker restarted after a crash) no request reaches one whose models still load.
+    app.registry.wait_ready(600)
     reload_file = os.environ.get(RELOAD_FILE_ENV)
     watcher = ReloadWatcher(reload_file, app.registry.reload).start() if reload_file else None
     log.info("worker %d serving the model store %s", os.getpid(), app.registry.repository.root)

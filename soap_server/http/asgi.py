@@ -11,7 +11,8 @@ thread:
 - ``/healthz`` and ``/readyz`` are answered on the loop, never behind a Predict;
 - a complete request goes to a pool of ``threads`` threads (TensorFlow releases the GIL) only
   while fewer than ``max_pending_requests`` wait for or run in it; past that it is refused at
-  once with ``Server.Unavailable`` (HTTP 503), and a request that waited in the pool past
+  once with ``Server.Unavailable`` (HTTP 500, as SOAP 1.1 faults are, so that Java, .NET and
+  zeep read it as a typed fault), and a request that waited in the pool past
   ``request_timeout_s`` is refused the same way when its turn comes.
 
 The WSGI callable then answers exactly as before: the fast Predict path, Spyne, the WSDL.
@@ -111,7 +112,7 @@ class AsgiFront:
                 return
             body = await self._read_body(environ, receive, rid) if method == "POST" else b""
             if self.pending >= self.max_pending:
-                raise _Refused(503, UNAVAILABLE, "the server is busy; retry later", close=False)
+                raise _Refused(500, UNAVAILABLE, "the server is busy; retry later", close=False)
             self.pending += 1
             try:
                 queued = time.monotonic()
@@ -165,7 +166,7 @@ class AsgiFront:
                         raise _Refused(500, REQUEST_TOO_LARGE, f"the request body is over the "
                                        f"limit of {self.max_body_bytes} bytes")
                     if self.buffered + len(chunk) > self.max_buffered:
-                        raise _Refused(503, UNAVAILABLE, "too many request bodies are arriving "
+                        raise _Refused(500, UNAVAILABLE, "too many request bodies are arriving "
                                        "at once; retry later")
                     self.buffered += len(chunk)
                     parts.append(chunk)
@@ -181,7 +182,7 @@ class AsgiFront:
         rid = environ[REQUEST_ID_KEY]
         if time.monotonic() - queued > self.request_timeout_s:
             payload = fault_envelope(UNAVAILABLE, "the server is busy; retry later", rid)
-            return 503, [(b"content-type", _XML), (b"x-request-id", rid.encode())], [payload]
+            return 500, [(b"content-type", _XML), (b"x-request-id", rid.encode())], [payload]
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         captured: dict[str, Any] = {}
@@ -243,7 +244,7 @@ async def _discard(receive: Receive, max_bytes: int = 64 << 20, max_s: float = 2
             return
         try:
             message = await asyncio.wait_for(receive(), remaining)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         if message["type"] != "http.request" or not message.get("more_body", False):
             return
