@@ -218,7 +218,7 @@ def test_chunked_body_over_the_limit_gets_request_too_large(server) -> None:
     conn.request("POST", "/", body=chunks, encode_chunked=True,
                  headers={"Content-Type": "text/xml", "Transfer-Encoding": "chunked"})
     resp = conn.getresponse()
-    from .raw import Answer
+    from ..raw import Answer
 
     answer = Answer(resp.status, resp.getheader("Content-Type", ""), resp.read(),
                     {k.lower(): v for k, v in resp.getheaders()})
