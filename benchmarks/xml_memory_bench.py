@@ -5,8 +5,9 @@ the same resident size) serving ``echo_float`` (``y = identity(x)``, ``z = size(
 request asks only for ``z`` so the responses stay small and the memory measured is the request's.
 
 Memory variants (``--mib`` MB bodies, default 30): the typed list (``float_val``) without a
-header, with an empty ``<soapenv:Header/>``, with the WS-Addressing headers zeep sends, and as
-``tensor_content``; each sends ``--serial`` requests one after the other, then ``--rounds`` rounds
+header, with an empty ``<soapenv:Header/>``, with the WS-Addressing headers zeep sends, in
+ISO-8859-1 (always through Spyne's pipeline), and as ``tensor_content``; each sends
+``--serial`` requests one after the other, then ``--rounds`` rounds
 of ``--concurrent`` at once, and reads the server's ``VmRSS`` before, after each stage and after a
 pause, and ``VmHWM`` (peak). ``peak_bytes_per_request_byte`` is (peak - idle) over the bytes of
 the requests in flight at once.
@@ -47,6 +48,7 @@ from tests.models import echo_model  # noqa: E402
 
 WSA = "http://www.w3.org/2005/08/addressing"
 HEADERS = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"Predict"'}
+LATIN1_MARK = b"latin1:"
 
 
 def wsa_header(address: str) -> str:
@@ -83,8 +85,12 @@ def post(port: int, data: bytes, conn: http.client.HTTPConnection | None = None
          ) -> tuple[int, bytes]:
     own = conn is None
     c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    headers = HEADERS
+    if data.startswith(LATIN1_MARK):  # sent as ISO-8859-1: through Spyne's pipeline
+        data, headers = data[len(LATIN1_MARK):], dict(HEADERS, **{
+            "Content-Type": "text/xml; charset=iso-8859-1"})
     try:
-        c.request("POST", "/", body=data, headers=HEADERS)
+        c.request("POST", "/", body=data, headers=headers)
         r = c.getresponse()
         return r.status, r.read()
     finally:
@@ -203,7 +209,8 @@ def main() -> int:
     ap.add_argument("--attr-requests", type=int, default=5)
     ap.add_argument("--small-requests", type=int, default=1000)
     ap.add_argument("--only", default="", help="comma-separated: memory,attrs,speed")
-    ap.add_argument("--variants", default="typed,typed_header,typed_wsa,tensor_content")
+    ap.add_argument("--variants",
+                    default="typed,typed_header,typed_wsa,typed_latin1,tensor_content")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "xml_memory.json"))
     args = ap.parse_args()
@@ -225,6 +232,8 @@ def main() -> int:
                 "typed_header": lambda: body(typed_arr, "float_val", "<soapenv:Header/>"),
                 "typed_wsa": lambda: body(typed_arr, "float_val",
                                           wsa_header("http://127.0.0.1/")),
+                "typed_latin1": lambda: LATIN1_MARK + body(typed_arr, "float_val").replace(
+                    b'encoding="UTF-8"', b'encoding="ISO-8859-1"'),
                 "tensor_content": lambda: body(packed_arr, "tensor_content"),
             }
             results["memory"] = []
