@@ -38,6 +38,7 @@ from .soap import (
     PredictService,
     TfsoapSoap11,
     build_wsdl,
+    release_on_close,
     spyne_hooks,
 )
 
@@ -99,6 +100,7 @@ def build_app(settings: Settings) -> ServerApp:
     # stalls every request in flight. Python's own generational collector stays on.
     spyne_const.MIN_GC_INTERVAL = float("inf")
     spyne_wsgi = WsgiApplication(spyne_app, max_content_length=settings.max_body_bytes + 1)
+    release_on_close(spyne_wsgi)  # Spyne's contexts are cycles: free what they hold at once
     for name in ("spyne.server._base", "spyne.application", "spyne.protocol.xml",
                  "spyne.model.complex"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # we log each request ourselves

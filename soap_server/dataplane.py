@@ -7,6 +7,7 @@ Each call logs one line with the operation, model, version, duration, outcome an
 from __future__ import annotations
 
 import logging
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,18 @@ from model_store.store import BatchingConfig, ModelSignature
 from .outcomes import outcome_of
 
 log = logging.getLogger(__name__)
+_UNSAFE = re.compile("[\x00-\x20\x7f-\x9f\u2028\u2029\\\\=\"]")
+
+
+def log_field(value: object, limit: int = 200) -> str:
+    """``value`` as one token of a ``key=value`` log line: whitespace, control characters,
+    ``\\``, ``=`` and ``"`` escaped as ``\\xNN`` (a model name with a newline cannot forge a
+    line), and cut at ``limit`` characters."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return _UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 256
+                       else "\\u%04x" % ord(m.group()), text) or "-"
 
 
 @dataclass
@@ -95,7 +108,7 @@ class DataPlane:
             raise
         finally:
             log.info("request_id=%s op=%s model=%s version=%s duration_ms=%.2f outcome=%s",
-                     request_id, op, model, info.get("version") or "-",
+                     log_field(request_id), op, log_field(model), info.get("version") or "-",
                      (time.perf_counter() - started) * 1000, outcome)
 
     def predict(self, model_name: str, version: int | None,

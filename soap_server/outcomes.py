@@ -21,6 +21,10 @@ REQUEST_TOO_LARGE = "Client.RequestTooLarge"
 UNAVAILABLE = "Server.Unavailable"
 INFERENCE_ERROR = "Server.InferenceError"
 INTERNAL = "Server.Internal"
+#: SOAP 1.1's own fault codes (section 4.4.1), for envelopes this service cannot process at all;
+#: not outcomes of an operation, so not in ``ALL_CODES`` (the clients' error tables).
+MUST_UNDERSTAND = "MustUnderstand"
+VERSION_MISMATCH = "VersionMismatch"
 ALL_CODES = (MODEL_NOT_FOUND, INVALID_INPUT, MALFORMED_REQUEST, REQUEST_TOO_LARGE, UNAVAILABLE,
              INFERENCE_ERROR, INTERNAL)
 
@@ -47,6 +51,18 @@ class RequestTooLargeError(EdgeError):
     code = REQUEST_TOO_LARGE
 
 
+class MustUnderstandError(EdgeError):
+    """A SOAP Header entry marked ``mustUnderstand`` that this service does not understand."""
+
+    code = MUST_UNDERSTAND
+
+
+class VersionMismatchError(EdgeError):
+    """An envelope of another SOAP version (SOAP 1.2) or namespace."""
+
+    code = VERSION_MISMATCH
+
+
 #: The one table: error class -> fault code (first match wins, so subclasses go first).
 FAULT_TABLE: tuple[tuple[type[Exception], str], ...] = (
     (ModelNotFoundError, MODEL_NOT_FOUND),
@@ -55,6 +71,8 @@ FAULT_TABLE: tuple[tuple[type[Exception], str], ...] = (
     (InferenceError, INFERENCE_ERROR),
     (MalformedRequestError, MALFORMED_REQUEST),
     (RequestTooLargeError, REQUEST_TOO_LARGE),
+    (MustUnderstandError, MUST_UNDERSTAND),
+    (VersionMismatchError, VERSION_MISMATCH),
 )
 
 

@@ -111,6 +111,8 @@ class TfsoapWsgi:
                                    "tfsoap PredictService: POST SOAP 1.1 requests here; the "
                                    "WSDL is at ?wsdl\n", rid)
             if method != "POST":
+                log.info("request_id=%s op=- outcome=%s method=%s", rid, MALFORMED_REQUEST,
+                         method[:16])
                 return self._fault(start_response, MALFORMED_REQUEST,
                                    f"HTTP method {method} is not supported; use POST", rid,
                                    "405 Method Not Allowed")
@@ -129,6 +131,7 @@ class TfsoapWsgi:
             try:
                 length = int(length_text)
             except ValueError:
+                log.info("request_id=%s op=- outcome=%s", rid, MALFORMED_REQUEST)
                 return self._fault(start_response, MALFORMED_REQUEST,
                                    "invalid Content-Length", rid)
             if length > limit:

@@ -19,7 +19,14 @@ from .faults import (
     to_fault,
 )
 from .namespaces import PLACEHOLDER_ADDRESS, SERVICE_NAME, TNS
-from .protocol import REQUEST_ID_KEY, PredictCall, PredictFastPath, TfsoapSoap11, spyne_hooks
+from .protocol import (
+    REQUEST_ID_KEY,
+    PredictCall,
+    PredictFastPath,
+    TfsoapSoap11,
+    release_on_close,
+    spyne_hooks,
+)
 from .service import PredictService
 from .wsdl import build_wsdl
 
@@ -27,5 +34,5 @@ __all__ = [
     "INTERNAL", "MALFORMED_REQUEST", "PLACEHOLDER_ADDRESS", "REQUEST_ID_KEY", "REQUEST_TOO_LARGE",
     "SERVICE_NAME", "TNS", "MalformedRequestError", "PredictCall", "PredictFastPath",
     "PredictService", "ServiceFault", "TfsoapSoap11", "build_wsdl", "fault_code",
-    "fault_envelope", "spyne_hooks", "to_fault",
+    "fault_envelope", "release_on_close", "spyne_hooks", "to_fault",
 ]

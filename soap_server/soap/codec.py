@@ -39,6 +39,8 @@ VALUE_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 FIELD_BY_DTYPE: dict[str, str] = {dt: f for f, (_, dts) in VALUE_FIELDS.items() for dt in dts}
 TENSOR_FIELDS = ("name", "dtype", "shape", *VALUE_FIELDS, "tensor_content")
 _MAX_RANK = 32
+#: The largest element count of a tensor (and of the non-zero dimensions of an empty one).
+_MAX_DIM = 2**31 - 1
 _BOOL_TEXT = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -127,6 +129,11 @@ def _parse_values(texts: list[str], dtype: str, where: str) -> np.ndarray:
                                 f"{str(exc)[:120]}") from None
 
 
+def _shape_text(shape: tuple[int, ...]) -> str:
+    text = str(list(shape))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def decode_tensor(el: etree._Element, index: int = 0) -> WireTensor:
     """Decode one ``Tensor`` element; raise a client error for anything malformed."""
     where = f"tensor #{index + 1}"
@@ -158,6 +165,10 @@ def decode_tensor(el: etree._Element, index: int = 0) -> WireTensor:
         raise InvalidInputError(f"{where} has a non-integer dimension in <shape>") from None
     if any(d < 0 for d in shape):
         raise InvalidInputError(f"{where} has a negative dimension in shape {list(shape)}")
+    if any(d > _MAX_DIM for d in shape) or math.prod(d for d in shape if d) > _MAX_DIM:
+        # an empty tensor's other dimensions must still make an array numpy can describe
+        raise InvalidInputError(f"{where} has shape {_shape_text(shape)}, over the largest "
+                                f"tensor this service can hold ({_MAX_DIM} elements)")
     count = math.prod(shape)
     present = [f for f in (*VALUE_FIELDS, "tensor_content") if f in fields]
     if len(present) > 1:

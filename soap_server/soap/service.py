@@ -65,6 +65,7 @@ class PredictService(ServiceBase):
 
     @classmethod
     def call_wrapper(cls, ctx: Any, args: Any = None) -> Any:
+        ctx.event.tfsoap_called = True  # the dataplane logs the request from here on
         try:
             return super().call_wrapper(ctx, args)
         except Exception as exc:  # translated once, here, into the fault the client sees

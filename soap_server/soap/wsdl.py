@@ -65,6 +65,7 @@ def build_wsdl(app: Any, address: str) -> bytes:
             for addr in port.iter(_S + "address"):
                 addr.set("location", address)
     _sort_for_readers(root)
+    root = _only_used_namespaces(root)
     etree.indent(root, space="  ")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
 
@@ -72,6 +73,29 @@ def build_wsdl(app: Any, address: str) -> bytes:
 def _with_namespace(root: etree._Element, prefix: str, uri: str) -> etree._Element:
     """``root`` rebuilt with ``prefix`` declared on it (lxml cannot add to an element's nsmap)."""
     new = etree.Element(root.tag, attrib=dict(root.attrib), nsmap={**root.nsmap, prefix: uri})
+    new.extend(list(root))
+    return new
+
+
+#: Attributes whose values are QNames (``prefix:name``): their prefixes are in use too.
+_QNAME_ATTRIBUTES = ("type", "element", "message", "binding", "base", "ref", "itemType")
+
+
+def _only_used_namespaces(root: etree._Element) -> etree._Element:
+    """``root`` declaring only the prefixes the document uses. Spyne declares SOAP 1.2's
+    (``wsdlsoap12``, ``soap12env``, ``soap12enc``) and others it does not use, and at least one
+    C/C++ toolkit generates a SOAP 1.2 client from such a declaration alone."""
+    used = set()
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        used.add(etree.QName(el).namespace)
+        for name, value in el.attrib.items():
+            used.add(etree.QName(name).namespace)
+            if etree.QName(name).localname in _QNAME_ATTRIBUTES and ":" in value:
+                used.add(el.nsmap.get(value.split(":", 1)[0]))
+    nsmap = {p: uri for p, uri in root.nsmap.items() if uri in used}
+    new = etree.Element(root.tag, attrib=dict(root.attrib), nsmap=nsmap)
     new.extend(list(root))
     return new
 

@@ -276,3 +276,18 @@ def test_fault_detail_validates_against_the_schema(server: Any,
     assert detail is not None and len(detail) == 1, answer.body[:500]
     assert etree.QName(detail[0]) == etree.QName(TNS, "ServiceFault")
     schema.assertValid(detail[0])
+
+
+def test_only_the_namespaces_the_document_uses_are_declared(wsdl: etree._Element) -> None:
+    """A SOAP 1.2 prefix alone (``wsdlsoap12``, ``soap12env``) makes some C/C++ toolkits
+    generate a SOAP 1.2 client, which this SOAP 1.1 service refuses."""
+    used = set()
+    for el in wsdl.iter():
+        used.add(etree.QName(el).namespace)
+        for name, value in el.attrib.items():
+            used.add(etree.QName(name).namespace)
+            if ":" in value and not value.startswith(("http:", "urn:")):
+                used.add(el.nsmap.get(value.split(":", 1)[0]))
+    declared = {uri for el in wsdl.iter() for uri in el.nsmap.values()}
+    assert declared <= used, declared - used
+    assert not any("soap12" in uri or "2003/05/soap" in uri for uri in declared)
