@@ -2,8 +2,9 @@
 
 ``tf.compat.v1.train.Saver`` writes a checkpoint as a *prefix* ``P``: ``P.index`` (the table of
 tensors), ``P.data-00000-of-00001`` (the values) and ``P.meta`` (the meta graph: ops,
-collections, the saver). ``locate_checkpoint`` accepts the prefix, any of those files, or a
-folder holding a ``checkpoint`` state file (the latest checkpoint is used).
+collections, the saver). ``locate_checkpoint`` accepts the prefix, any of those files, a
+folder holding a ``checkpoint`` state file (the latest checkpoint is used), or the prefix without
+the ``-STEP`` suffix that ``Saver.save(..., global_step=)`` adds (the latest such is used).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class Checkpoint:
     index: Path
     data: tuple[Path, ...]
     meta: Path | None
+    #: The path the user gave, when it named this checkpoint indirectly (a folder, or a prefix
+    #: without the step training added).
+    given: str | None = None
 
     @property
     def size_bytes(self) -> int:
@@ -109,29 +113,87 @@ class Checkpoint:
         return any(".ATTRIBUTES/" in name for name in self.tensors())
 
 
-def locate_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """The checkpoint at ``path``; ``ConversionError`` with what is missing if there is none."""
-    text = os.fspath(path)
-    if os.path.isdir(text):
-        import tensorflow as tf
+def state_file_prefixes(folder: str) -> list[str]:
+    """The checkpoint prefixes a folder's ``checkpoint`` state file lists, oldest first and the
+    latest (``model_checkpoint_path``) last; relative paths are taken from ``folder``.
 
-        latest = tf.train.latest_checkpoint(text)
-        if latest is None:
-            indexes = sorted(glob.glob(os.path.join(glob.escape(text), "*.index")))
-            if len(indexes) != 1:
-                raise ConversionError(
-                    f"no checkpoint in folder {text}: give the checkpoint prefix "
-                    f"({len(indexes)} .index files, no 'checkpoint' state file)")
-            latest = indexes[0][: -len(".index")]
-        text = latest
+    The file is the small text proto ``tf.compat.v1.train.Saver`` and ``CheckpointManager``
+    keep; it is read here without TensorFlow so a wrong path fails at once."""
+    state = Path(folder) / "checkpoint"
+    try:
+        text = state.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    latest, every = None, []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        value = value.strip().strip('"')
+        if not value:
+            continue
+        path = value if os.path.isabs(value) else os.path.join(folder, value)
+        if key.strip() == "model_checkpoint_path":
+            latest = path
+        elif key.strip() == "all_model_checkpoint_paths":
+            every.append(path)
+    ordered = [p for p in every if p != latest] + ([latest] if latest else [])
+    return [p for p in ordered if os.path.isfile(p + ".index")]
+
+
+def _prefixes_in(folder: str) -> list[str]:
+    """Every checkpoint prefix in ``folder``: the state file's, then any other ``*.index``."""
+    listed = state_file_prefixes(folder)
+    found = sorted(p[: -len(".index")] for p in glob.glob(os.path.join(glob.escape(folder),
+                                                                         "*.index")))
+    return listed + [p for p in found if p not in listed]
+
+
+def _latest_with_prefix(text: str) -> str:
+    """The latest checkpoint whose prefix starts with ``text`` (``run/model.ckpt`` ->
+    ``run/model.ckpt-200``, the usual ``global_step`` naming); ``ConversionError`` naming the
+    real prefixes when there is none."""
+    folder = os.path.dirname(text) or "."
+    base = os.path.basename(text)
+    listed = state_file_prefixes(folder)
+    stepped = [p for p in listed if os.path.basename(p).startswith(base + "-")]
+    if stepped:
+        return stepped[-1]
+    others = _prefixes_in(folder) if os.path.isdir(folder) else []
+    if not others:
+        raise ConversionError(f"no checkpoint at {text}: {text}.index is missing and "
+                              f"{folder} holds no checkpoint")
+    shown = ", ".join(others[-5:]) + (f" (and {len(others) - 5} more)" if len(others) > 5
+                                      else "")
+    raise ConversionError(f"no checkpoint at {text}: {text}.index is missing; {folder} has "
+                          f"checkpoint(s) {shown}: give one of these prefixes")
+
+
+def locate_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """The checkpoint at ``path``; ``ConversionError`` with what is missing if there is none.
+
+    ``path`` is a prefix, one of its files, a folder (its latest checkpoint), or a prefix that
+    training extended with a step (``model.ckpt`` for ``model.ckpt-200``: the latest such in the
+    folder's ``checkpoint`` file). No TensorFlow is imported."""
+    given = text = os.fspath(path)
+    if os.path.isdir(text):
+        prefixes = _prefixes_in(text)
+        listed = state_file_prefixes(text)
+        if listed:
+            text = listed[-1]
+        elif len(prefixes) == 1:
+            text = prefixes[0]
+        else:
+            raise ConversionError(
+                f"no checkpoint in folder {text}: give the checkpoint prefix "
+                f"({len(prefixes)} .index files, no 'checkpoint' state file)")
     match = _SUFFIX.match(text)
     if match and not os.path.exists(text + ".index"):
         text = match.group("prefix")
+    if not os.path.isfile(text + ".index"):
+        text = _latest_with_prefix(text)
     index = Path(text + ".index")
-    if not index.is_file():
-        raise ConversionError(f"no checkpoint at {text}: {index} is missing")
     data = tuple(Path(p) for p in sorted(glob.glob(glob.escape(text) + ".data-*-of-*")))
     if not data:
         raise ConversionError(f"checkpoint {text} has no .data-* file beside its .index")
     meta = Path(text + ".meta")
-    return Checkpoint(text, index, data, meta if meta.is_file() else None)
+    return Checkpoint(text, index, data, meta if meta.is_file() else None,
+                      given if text != given else None)

@@ -2,21 +2,26 @@
 
 Both go the TF2 way: a concrete ``tf.function`` is frozen with
 ``convert_variables_to_constants_v2`` and its graph is stored. A Keras model is called with
-``training=False`` on ``tf.TensorSpec``s made from ``model.inputs``; its inputs get the aliases
-``input_0..`` and its outputs ``output_0..`` (in ``tf.nest.flatten`` order of what the model
-returns), and ``model.json`` records the Keras input and output names under ``source``. A
-SavedModel signature keeps its own input and output keys as aliases.
+``training=False`` on ``tf.TensorSpec``s made from ``model.inputs``. Its inputs keep their Keras
+names (``keras.Input(name="features")``) and its outputs their names (the keys of a dict the
+model returns, else the output layers' names), in ``tf.nest.flatten`` order; a name Keras made up
+(``input_layer``, ``dense_3``) or a repeated one becomes ``input_{i}`` / ``output_{i}``.
+``model.json`` records the Keras names under ``source``. A SavedModel signature keeps its own
+input and output keys as aliases. ``--input-alias`` / ``--output-alias`` rename either.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConversionError
-from .endpoints import Endpoint, sanitize_alias
+from ..store import BatchingConfig
+from .endpoints import Endpoint, Renames, sanitize_alias
+from .preflight import check_keras_file
 from .publish import (
     FreezeReport,
     FrozenModel,
@@ -29,8 +34,6 @@ from .publish import (
 )
 from .tf_failures import converting, one_line, quietly
 from .user_modules import custom_objects_of
-
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def _folder_size(path: Path) -> int:
@@ -52,15 +55,16 @@ def freeze_concrete_function(fn: Any) -> tuple[Any, list[str], list[str]]:
 def _load_keras(path: Path, custom_objects: dict[str, Any]) -> Any:
     import keras
 
-    if path.suffix.lower() not in KERAS_SUFFIXES:
-        raise ConversionError(f"{path} is not a Keras file (expected {', '.join(KERAS_SUFFIXES)})")
-    if not path.is_file():
-        raise ConversionError(f"no such Keras file: {path}")
-    hint = "" if custom_objects else " (custom layers? pass --custom-objects MODULE)"
+    check_keras_file(path)
     try:
         return keras.models.load_model(path, custom_objects=custom_objects, compile=False)
     except Exception as exc:
-        raise ConversionError(f"cannot load {path}: {_keras_reason(exc)}{hint}") from exc
+        reason = _keras_reason(exc)
+        unknown = any(w in reason.lower() for w in ("unknown", "could not locate",
+                                                     "custom", "not found"))
+        hint = " (custom layers? pass --custom-objects MODULE)" \
+            if unknown and not custom_objects else ""
+        raise ConversionError(f"cannot load {path}: {reason}{hint}") from exc
 
 
 def _keras_reason(exc: BaseException) -> str:
@@ -70,6 +74,46 @@ def _keras_reason(exc: BaseException) -> str:
     for cut in (" Make sure custom", " Please ensure", " Full object config"):
         reason = reason.split(cut)[0]
     return reason
+
+
+#: Names Keras makes up for unnamed inputs: not worth keeping as a contract name.
+_AUTO_INPUT = re.compile(r"^(keras_tensor|input_layer|input)(_\d+)?$")
+
+
+def unique_aliases(names: Sequence[str], fallback: str) -> list[str]:
+    """``names`` made aliases; ``{fallback}_{i}`` for a made-up, empty or repeated name."""
+    plain = [sanitize_alias(n) if n and not _AUTO_INPUT.match(n) else "" for n in names]
+    return [p if p and plain.count(p) == 1 else f"{fallback}_{i}" for i, p in enumerate(plain)]
+
+
+def keras_input_aliases(names: Sequence[str]) -> list[str]:
+    """The inputs' aliases: their Keras names (``features``), ``input_{i}`` when unnamed."""
+    return unique_aliases(names, "input")
+
+
+def keras_output_names(model: Any, structured: Any, count: int) -> list[str]:
+    """The Keras name of each output, in ``tf.nest.flatten`` order: the keys of a dict the
+    model returns, else the output layers' names (``""`` when unknown)."""
+    if isinstance(structured, Mapping) and len(structured) == count:
+        return sorted(str(k) for k in structured)  # tf.nest flattens dicts by sorted key
+    names = [str(n) for n in (getattr(model, "output_names", None) or [])]
+    if len(names) == count:
+        return names
+    layers = getattr(model, "layers", None) or []
+    if count == 1 and layers:  # a Sequential: its last layer
+        return [str(layers[-1].name)]
+    return [""] * count
+
+
+def auto_named_layers(model: Any) -> set[str]:
+    """Layer names Keras made up (``dense``, ``dense_3``: the class name in snake case): an
+    alias from them would change whenever the model is rebuilt, so they are not kept."""
+    made_up = set()
+    for layer in getattr(model, "layers", None) or []:
+        base = re.sub(r"(?<!^)(?=[A-Z])", "_", type(layer).__name__).lower()
+        if re.fullmatch(re.escape(base) + r"(_\d+)?", str(layer.name)):
+            made_up.add(str(layer.name))
+    return made_up
 
 
 def graph_size(graph_def: Any) -> int:
@@ -82,7 +126,9 @@ def convert_keras(model_file: str | os.PathLike[str], store: StoreLike, name: st
                   custom_objects: str | Mapping[str, Any] | None = None,
                   version: int | None = None, labels: Sequence[str] = (),
                   description: str = "", optimize: bool = False,
-                  progress: Progress | None = None) -> FreezeReport:
+                  progress: Progress | None = None, allow_random_ops: bool = False,
+                  batching: BatchingConfig | None = None,
+                  renames: Renames | None = None) -> FreezeReport:
     """Freeze a Keras model file into a new version of ``name`` in ``store``.
 
     ``custom_objects`` is a mapping or the name of a module (see
@@ -101,8 +147,9 @@ def convert_keras(model_file: str | os.PathLike[str], store: StoreLike, name: st
     if not model_inputs:
         raise ConversionError(f"{path}: the model has no defined inputs (build it on "
                               "keras.Input, or call it once before saving)")
-    specs = [tf.TensorSpec(t.shape, t.dtype, name=f"input_{i}")
-             for i, t in enumerate(model_inputs)]
+    in_aliases = keras_input_aliases([str(getattr(t, "name", "")) for t in model_inputs])
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=alias)
+             for alias, t in zip(in_aliases, model_inputs)]
 
     def serve(*args: Any) -> Any:
         return model(args[0] if len(args) == 1 else list(args), training=False)
@@ -112,15 +159,21 @@ def convert_keras(model_file: str | os.PathLike[str], store: StoreLike, name: st
         concrete = tf.function(serve, input_signature=specs).get_concrete_function()
     nodes_before = graph_size(concrete.graph.as_graph_def())
     graph_def, ins, outs = freeze_concrete_function(concrete)
+    keras_outputs = keras_output_names(model, concrete.structured_outputs, len(outs))
+    made_up = auto_named_layers(model)
+    out_aliases = unique_aliases([n if n not in made_up else "" for n in keras_outputs],
+                                 "output")
     extra = {"keras_inputs": [str(getattr(t, "name", "")) for t in model_inputs],
-             "keras_outputs": [str(n) for n in getattr(model, "output_names", []) or []]}
-    frozen = FrozenModel(graph_def, tuple(Endpoint(t, f"input_{i}") for i, t in enumerate(ins)),
-                         tuple(Endpoint(t, f"output_{i}") for i, t in enumerate(outs)),
+             "keras_outputs": keras_outputs}
+    frozen = FrozenModel(graph_def, tuple(Endpoint(t, a) for t, a in zip(ins, in_aliases)),
+                         tuple(Endpoint(t, a) for t, a in zip(outs, out_aliases)),
                          str(path), "Keras file", path.stat().st_size, nodes_before,
                          extra=extra)
     return publish(frozen, store, name, version=version, labels=labels,
                    description=description, optimize=optimize, progress=progress,
-                   started=started)
+                   started=started,
+                   allow_random_ops=allow_random_ops, batching=batching,
+                   renames=renames)
 
 
 def _signature_function(path: Path, signature: str) -> Any:
@@ -142,7 +195,9 @@ def convert_savedmodel(saved_model_dir: str | os.PathLike[str], store: StoreLike
                        name: str, *, signature: str = "serving_default",
                        version: int | None = None, labels: Sequence[str] = (),
                        description: str = "", optimize: bool = False,
-                       progress: Progress | None = None) -> FreezeReport:
+                       progress: Progress | None = None, allow_random_ops: bool = False,
+                  batching: BatchingConfig | None = None,
+                  renames: Renames | None = None) -> FreezeReport:
     """Freeze one signature of a SavedModel into a new version of ``name`` in ``store``.
 
     The signature's input and output keys become the aliases. Raises ``ConversionError``.
@@ -175,7 +230,9 @@ def convert_savedmodel(saved_model_dir: str | os.PathLike[str], store: StoreLike
                          extra={"signature": signature})
     return publish(frozen, store, name, version=version, labels=labels,
                    description=description, optimize=optimize, progress=progress,
-                   started=started)
+                   started=started,
+                   allow_random_ops=allow_random_ops, batching=batching,
+                   renames=renames)
 
 
 def _dtype_in(graph_def: Any, tensor: str) -> str:

@@ -10,7 +10,7 @@ the last path component is used when no other tensor of the same group ends the 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import ConversionError
@@ -142,3 +142,47 @@ def signature_from_graph_def(graph_def: Any, inputs: Sequence[Endpoint],
     return ModelSignature(groups[0], groups[1], tuple(labels), description,
                           extra=dict(extra or {}))
 
+
+
+@dataclass(frozen=True)
+class Renames:
+    """Aliases to change after the tool named the inputs and outputs (``old -> new``), as
+    ``--input-alias old=new`` and ``--output-alias old=new`` give them."""
+
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    outputs: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, inputs: Iterable[str] = (), outputs: Iterable[str] = ()) -> Renames:
+        """From ``OLD=NEW`` items (repeated and/or comma-separated)."""
+        def pairs(items: Iterable[str], flag: str) -> dict[str, str]:
+            found: dict[str, str] = {}
+            for part in (p.strip() for item in items for p in item.split(",")):
+                if not part:
+                    continue
+                old, sep, new = (x.strip() for x in part.partition("="))
+                if not sep or not old or not new:
+                    raise ConversionError(f"{flag} takes OLD=NEW, got {part!r}")
+                if not _ALIAS.match(new):
+                    raise ConversionError(f"alias {new!r} is not a plain name (letters, "
+                                          "digits, '_', '.', '-'; not starting with a digit)")
+                found[old] = new
+            return found
+        return cls(pairs(inputs, "--input-alias"), pairs(outputs, "--output-alias"))
+
+    def apply(self, signature: ModelSignature) -> ModelSignature:
+        """``signature`` with the aliases renamed; ``ConversionError`` for an unknown one."""
+        groups = []
+        for kind, specs, renames in (("input", signature.inputs, self.inputs),
+                                     ("output", signature.outputs, self.outputs)):
+            have = [t.alias for t in specs]
+            unknown = [old for old in renames if old not in have]
+            if unknown:
+                raise ConversionError(f"cannot rename {kind}(s) {unknown}: the {kind}s are "
+                                      f"{have}")
+            renamed = tuple(replace(t, alias=renames.get(t.alias, t.alias)) for t in specs)
+            aliases = [t.alias for t in renamed]
+            if len(set(aliases)) != len(aliases):
+                raise ConversionError(f"renaming gives duplicate {kind} aliases: {aliases}")
+            groups.append(renamed)
+        return replace(signature, inputs=groups[0], outputs=groups[1])

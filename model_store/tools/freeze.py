@@ -19,8 +19,9 @@ import time
 from typing import Any, Sequence
 
 from ..errors import ConversionError
+from ..store import BatchingConfig
 from .checkpoint import locate_checkpoint
-from .endpoints import Endpoint, parse_endpoints
+from .endpoints import Endpoint, Renames, parse_endpoints
 from .graph_builder import Builder
 from .publish import (
     FreezeReport,
@@ -140,14 +141,18 @@ def freeze_restored(restored: RestoredGraph, store: StoreLike, name: str, *,
                     outputs: Sequence[str | Endpoint] = (), output_collection: str | None = None,
                     inputs: Sequence[str | Endpoint] = (), version: int | None = None,
                     labels: Sequence[str] = (), description: str = "", optimize: bool = False,
-                    progress: Progress | None = None) -> FreezeReport:
+                    progress: Progress | None = None, allow_random_ops: bool = False,
+                  batching: BatchingConfig | None = None,
+                  renames: Renames | None = None) -> FreezeReport:
     """Freeze an already opened graph (e.g. one of ``restore_scoped``) into the store."""
     started = time.monotonic()
     frozen = frozen_from_restored(restored, outputs=outputs, output_collection=output_collection,
                                   inputs=inputs, progress=progress)
     return publish(frozen, store, name, version=version, labels=labels,
                    description=description, optimize=optimize, progress=progress,
-                   started=started)
+                   started=started,
+                   allow_random_ops=allow_random_ops, batching=batching,
+                   renames=renames)
 
 
 @quietly
@@ -157,7 +162,9 @@ def freeze_checkpoint(checkpoint: str | os.PathLike[str], store: StoreLike,
                       inputs: Sequence[str | Endpoint] = (), builder: Builder | str | None = None,
                       scope: str | None = None, version: int | None = None,
                       labels: Sequence[str] = (), description: str = "", optimize: bool = False,
-                      progress: Progress | None = None) -> FreezeReport:
+                      progress: Progress | None = None, allow_random_ops: bool = False,
+                  batching: BatchingConfig | None = None,
+                  renames: Renames | None = None) -> FreezeReport:
     """Freeze ``checkpoint`` (a prefix) into a new version of ``name`` in ``store``.
 
     The graph is the checkpoint's meta graph, or the one ``builder`` builds (see
@@ -167,6 +174,8 @@ def freeze_checkpoint(checkpoint: str | os.PathLike[str], store: StoreLike,
     started = time.monotonic()
     check_target(store, name, version)
     ckpt = locate_checkpoint(checkpoint)
+    if ckpt.given:
+        say(progress, f"{ckpt.given}: using its latest checkpoint, {ckpt.prefix}")
     say(progress, f"checkpoint {ckpt.prefix}: {human_size(ckpt.size_bytes)} (index + data)")
     if builder is not None:
         say(progress, f"building the inference graph with {getattr(builder, '__name__', builder)}")
@@ -184,4 +193,6 @@ def freeze_checkpoint(checkpoint: str | os.PathLike[str], store: StoreLike,
                                       output_collection=output_collection, inputs=inputs,
                                       progress=progress)
     return publish(frozen, store, name, version=version, labels=labels, description=description,
-                   optimize=optimize, progress=progress, started=started)
+                   optimize=optimize, progress=progress, started=started,
+                   allow_random_ops=allow_random_ops, batching=batching,
+                   renames=renames)

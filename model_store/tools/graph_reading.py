@@ -6,9 +6,10 @@ only to list its variable collections.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import ConversionError
 from .checkpoint import Checkpoint, CheckpointTensor, locate_checkpoint
@@ -41,6 +42,59 @@ def graph_outputs(graph_def: Any) -> list[str]:
     """Nodes whose results no other node consumes: the candidates for ``--output``."""
     consumed = {i.lstrip("^").split(":")[0] for n in graph_def.node for i in n.input}
     return [n.name for n in graph_def.node if n.name not in consumed and n.op not in _NOT_OUTPUTS]
+
+
+#: Scopes that only training creates: gradients, savers, initialisers, optimizer steps.
+_TRAINING_SCOPES = ("gradients", "save", "init", "train", "report_uninitialized_variables",
+                    "global_step")
+#: Optimizer slot and step names (``dense/kernel/Adam_1``, ``beta1_power``).
+_OPTIMIZER_PARTS = re.compile(r"^(Adam|Adam_\d+|Momentum|RMSProp(_\d+)?|Adagrad|Adadelta(_\d+)?|"
+                              r"Ftrl(_\d+)?|GradientDescent|beta[12]_power(_\d+)?)$")
+_TRAINING_OPS = re.compile(r"^(Resource)?(Sparse)?Apply\w+$|^(Assign\w*|SaveV2|RestoreV2|"
+                           r"MergeV2Checkpoints|ShardedFilename|BroadcastGradientArgs|"
+                           r"\w+Grad(V\d)?)$")
+
+
+def is_training_node(name: str, op: str) -> bool:
+    """True for a node only training needs (gradient, optimizer, saver, initialiser)."""
+    parts = name.split("/")
+    top = parts[0]
+    if any(top == s or top.startswith(s + "_") for s in _TRAINING_SCOPES):
+        return True
+    return bool(_TRAINING_OPS.match(op)) or any(_OPTIMIZER_PARTS.match(p) for p in parts)
+
+
+def likely_outputs(graph_def: Any, limit: int = 12) -> list[str]:
+    """Nodes that are good ``--output`` candidates in a training graph: not training-only,
+    not constants, placeholders or variable plumbing, and consumed by no other inference node
+    (``probabilities (Softmax)``). Loss nodes show up too: they end the inference part."""
+    kept = [n for n in graph_def.node if not is_training_node(n.name, n.op)]
+    consumed = {i.lstrip("^").split(":")[0] for n in kept for i in n.input}
+    plumbing = _NOT_OUTPUTS | {"VarHandleOp", "VariableV2", "ReadVariableOp", "VarIsInitializedOp",
+                               "Shape", "IsVariableInitialized"}
+    found = [f"{n.name} ({n.op})" for n in kept
+             if n.name not in consumed and n.op not in plumbing]
+    return found[:limit] + ([f"... and {len(found) - limit} more"] if len(found) > limit else [])
+
+
+def suggest_names(wanted: str, names: Sequence[str], limit: int = 5) -> list[str]:
+    """Node names close to ``wanted``: same last component, a last component that starts with
+    or contains it (``prob`` -> ``probabilities``), then spelling neighbours; inference nodes
+    before training ones."""
+    import difflib
+
+    last = wanted.rsplit("/", 1)[-1].lower()
+    ordered = sorted(names, key=lambda n: (is_training_node(n, ""), n.count("/"), n))
+    tails = {n: n.rsplit("/", 1)[-1].lower() for n in ordered}
+    found = [n for n in ordered if tails[n] == last]
+    found += [n for n in ordered if tails[n].startswith(last) and n not in found]
+    found += [n for n in ordered if last in tails[n] and n not in found]
+    close = difflib.get_close_matches(last, list(dict.fromkeys(tails.values())), n=limit,
+                                      cutoff=0.6)
+    found += [n for c in close for n in ordered if tails[n] == c and n not in found]
+    found += [n for n in difflib.get_close_matches(wanted, ordered, n=limit) if n not in found]
+    inference = [n for n in found if not is_training_node(n, "")]
+    return (inference or found)[:limit]
 
 
 def _describe(var: Any) -> CheckpointTensor:

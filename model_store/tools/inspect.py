@@ -22,6 +22,8 @@ from .checkpoint import Checkpoint, CheckpointTensor, locate_checkpoint
 from .graph_reading import (
     graph_inputs,
     graph_outputs,
+    is_training_node,
+    likely_outputs,
     read_graph_def,
     read_saved_model,
     variable_list,
@@ -45,12 +47,25 @@ class InspectReport:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     graph_def: Any = None
     tensor_title: str = "checkpoint tensors"
+    #: The one tensor asked for with ``tensor=``: then ``lines()`` shows only it.
+    only_tensor: str | None = None
 
-    def lines(self, ops: bool = False) -> list[str]:
+    def lines(self, ops: bool = False, training_ops: bool = True) -> list[str]:
+        """The report; ``ops`` lists every op, without the training-only ones (gradients,
+        optimizer slots and steps, savers) unless ``training_ops``. With ``tensor`` asked,
+        only that tensor is shown."""
+        if self.only_tensor is not None:
+            wanted = {self.only_tensor, self.only_tensor.rsplit(":", 1)[0]}
+            return [f"tensor: {name} ({value.dtype}) {list(value.shape)}\n{value}"
+                    for name, value in self.values.items() if name in wanted]
         out = [f"{self.kind}: {self.path}"] + [f"  {s}" for s in self.summary]
         if ops:
-            out.append(f"ops ({len(self.ops)}):")
-            out += [f"  {name} ({op})" for name, op in self.ops]
+            shown = self.ops if training_ops else [(n, op) for n, op in self.ops
+                                                   if not is_training_node(n, op)]
+            left = f", {len(self.ops) - len(shown)} training ops left out" \
+                if len(shown) != len(self.ops) else ""
+            out.append(f"ops ({len(shown)}{left}):")
+            out += [f"  {name} ({op})" for name, op in shown]
         for title, group in (("variables", self.variables), ("trainable variables",
                                                               self.trainable)):
             if group is not None:
@@ -145,7 +160,7 @@ def inspect_model(path: str | os.PathLike[str], *, variables: bool = False,
                   tensor: str | None = None) -> InspectReport:
     """Inspect whatever model is at ``path``; ``ConversionError`` if it cannot be read."""
     kind = detect_kind(path)
-    report = InspectReport(str(path), kind)
+    report = InspectReport(str(path), kind, only_tensor=tensor)
     if kind == "checkpoint":
         ckpt = locate_checkpoint(path)
         report.path = ckpt.prefix
@@ -153,6 +168,8 @@ def inspect_model(path: str | os.PathLike[str], *, variables: bool = False,
         if ckpt.meta is not None:
             meta, graph = variable_list(ckpt.meta)
             _graph_part(report, meta.graph_def)
+            report.summary.append("likely outputs: "
+                                  + (", ".join(likely_outputs(meta.graph_def)) or "none"))
             report.variables = graph["variables"] if variables else None
             report.trainable = graph["trainable_variables"] if trainable else None
         else:

@@ -13,8 +13,9 @@ The passes, all TensorFlow's own tools:
 5. ``affine_folding``: per-channel ``Mul``/``Add`` chains (Keras 3 batch norms) folded into the
    preceding ``Conv2D``/``MatMul`` as scaled weights and one ``BiasAdd``, then grappler again.
 
-``verify_same_outputs`` runs the graph before and after on the same random inputs and refuses the
-result unless the outputs are ``allclose``; ``publish`` calls it for every ``--optimize``.
+``verify_same_outputs`` runs the graph before (twice, to catch random outputs) and after on the
+same random inputs and refuses the result unless the outputs are ``allclose``; ``publish`` calls
+it for every ``--optimize``.
 """
 
 from __future__ import annotations
@@ -127,8 +128,13 @@ def run_graph_def(graph_def: Any, feeds: dict[str, np.ndarray], fetches: Sequenc
 def verify_same_outputs(before: Any, after: Any, inputs: Sequence[TensorSpec],
                         outputs: Sequence[TensorSpec]) -> float | None:
     """Run both graphs on the same random inputs; the largest absolute difference, or None
-    when the inputs cannot be sampled. ``ConversionError`` unless the outputs are allclose."""
+    when the inputs cannot be sampled. ``ConversionError`` unless the outputs are allclose.
+
+    The frozen graph runs twice in one session first: if its own outputs differ (random ops),
+    no comparison can mean anything, and that is an error rather than a "max abs diff 0"."""
     import tensorflow as tf
+
+    from .determinism import max_difference, run_repeatedly
 
     feeds = sample_inputs(inputs)
     if feeds is None:
@@ -137,11 +143,16 @@ def verify_same_outputs(before: Any, after: Any, inputs: Sequence[TensorSpec],
         return None
     names = [s.name for s in outputs]
     try:
-        expected = run_graph_def(before, feeds, names)
+        expected, again = run_repeatedly(before, feeds, names, 2)
     except tf.errors.OpError as exc:  # random inputs may be invalid for this model
         log.warning("frozen graph failed on random inputs (%s): optimised graph not verified",
                     one_line(exc))
         return None
+    drift = max_difference(expected, again)
+    if drift > 0:
+        raise ConversionError(f"the frozen graph gives different outputs on two runs of the "
+                              f"same inputs (max abs diff {drift:.3g}): its optimized copy "
+                              "cannot be checked; store it without --optimize")
     with converting("the optimized graph does not run"):
         got = run_graph_def(after, feeds, names)
     worst = 0.0

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
 from ..errors import ConversionError
 from .checkpoint import Checkpoint, locate_checkpoint
 from .endpoints import Endpoint
+from .graph_reading import suggest_names
 from .tf_failures import converting, quietly
 
 VARIABLE_OPS = frozenset({"VariableV2", "Variable", "VarHandleOp"})
@@ -83,10 +84,8 @@ class RestoredGraph:
                 return candidate
             except KeyError:
                 continue
-        import difflib
-
-        names = [op.name for op in self.graph.get_operations()]
-        close = difflib.get_close_matches(candidates[0], names, n=3)
+        names = [op.name for op in self.graph.get_operations() if self.in_scope(op.name)]
+        close = suggest_names(candidates[0], names)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         where = f" (scope {self.scope})" if self.scope else ""
         raise ConversionError(f"no node named {node!r} in the {self.origin}{where}{hint}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar, cast
 
@@ -68,9 +69,37 @@ def quietly(fn: F) -> F:
     return cast(F, wrapper)
 
 
-def quiet_tensorflow_logs() -> None:
-    """Keep TensorFlow's C++ and Python chatter off the terminal (the user may override)."""
+@contextmanager
+def _stderr_muted() -> Iterator[None]:
+    """Point file descriptor 2 at /dev/null for the block (C++ code writes there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+def quiet_tensorflow_logs(verbose: bool = False) -> None:
+    """Import TensorFlow and keep its C++ and Python chatter off the terminal, unless
+    ``verbose``.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` must be set before the import, and even then TensorFlow 2.21 writes
+    its oneDNN notice (twice) before its logging is set up, so the import itself runs with
+    standard error muted. Python errors raised by the import still propagate.
+    """
+    if verbose:
+        import tensorflow  # noqa: F401
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules:
+        with _stderr_muted():
+            import tensorflow  # noqa: F401
     import tensorflow as tf
 
     tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)

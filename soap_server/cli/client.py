@@ -1,5 +1,8 @@
 """The client-side commands: ``tfsoap predict`` and ``tfsoap models`` (through the Python
-client, ``tfsoap_client``, or straight from a store folder)."""
+client, ``tfsoap_client``, or straight from a store folder).
+
+Like every ``tfsoap`` command, a failure is one ``tfsoap: error: ...`` line on stderr and exit
+status 2 (``EXIT_FAILED``); a SOAP fault keeps its code and request id in that line."""
 
 from __future__ import annotations
 
@@ -10,6 +13,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+EXIT_OK, EXIT_FAILED = 0, 2
+
+
+class CommandError(Exception):
+    """A failure to report as one ``tfsoap: error:`` line (exit status 2)."""
+
+
+def _fail(message: str) -> int:
+    print(f"tfsoap: error: {message}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 def add_predict(sub: Any) -> None:
@@ -33,11 +47,11 @@ def _load_inputs(specs: Sequence[str]) -> dict[str, np.ndarray]:
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
-            raise SystemExit(f"tfsoap: error: --input must be NAME=FILE.npy, got {spec!r}")
+            raise CommandError(f"--input must be NAME=FILE.npy, got {spec!r}")
         try:
             inputs[name] = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise SystemExit(f"tfsoap: error: cannot read {path}: {exc}") from None
+            raise CommandError(f"cannot read {path}: {exc}") from None
     return inputs
 
 
@@ -45,23 +59,23 @@ def _client_module() -> Any:
     try:
         import tfsoap_client
     except ImportError:
-        raise SystemExit("tfsoap: error: this command needs the Python client: "
-                         "pip install ./clients/python") from None
+        raise CommandError("this command needs the Python client: "
+                           "pip install ./clients/python") from None
     return tfsoap_client
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    tc = _client_module()
-    ClientError, PredictClient = tc.ClientError, tc.PredictClient
-
-    inputs = _load_inputs(args.input)
     try:
-        client = PredictClient(args.url, timeout=args.timeout, encoding=args.encoding)
+        tc = _client_module()
+        inputs = _load_inputs(args.input)
+    except CommandError as exc:
+        return _fail(str(exc))
+    try:
+        client = tc.PredictClient(args.url, timeout=args.timeout, encoding=args.encoding)
         result = client.predict_result(args.model, inputs, version=args.version,
                                        outputs=args.output)
-    except ClientError as exc:
-        print(f"tfsoap: error: {exc}", file=sys.stderr)
-        return 1
+    except tc.ClientError as exc:
+        return _fail(str(exc))
     if args.save:
         Path(args.save).mkdir(parents=True, exist_ok=True)
         for name, arr in result.outputs.items():
@@ -108,40 +122,52 @@ def _model_row(name: str, versions: list[int], state: str, inputs: list[TensorRo
 
 def cmd_models(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
+    failures: list[str] = []
     if args.url:
-        tc = _client_module()
-        ClientError, PredictClient = tc.ClientError, tc.PredictClient
-
         try:
-            client = PredictClient(args.url)
+            tc = _client_module()
+        except CommandError as exc:
+            return _fail(str(exc))
+        try:
+            client = tc.PredictClient(args.url)
             for m in client.list_models():
                 md = client.metadata(m.name)
                 rows.append(_model_row(m.name, list(m.versions), m.state,
                                        [(t.name, t.dtype, t.shape) for t in md.inputs],
                                        [(t.name, t.dtype, t.shape) for t in md.outputs],
                                        m.description))
-        except ClientError as exc:
-            print(f"tfsoap: error: {exc}", file=sys.stderr)
-            return 1
+        except tc.ClientError as exc:
+            return _fail(str(exc))
     else:
         from model_store import ModelRepository, ModelStoreError, bundled_store_path
 
         repo = ModelRepository(args.model_store or bundled_store_path())
         try:
-            for name in repo.model_names():
+            names = repo.model_names()
+        except ModelStoreError as exc:
+            return _fail(exc.message)
+        for name in names:
+            versions = []
+            try:
                 versions = repo.versions(name)
                 sig = versions[-1].read_signature()
-                rows.append(_model_row(name, [v.version for v in versions], "STORED",
-                                       [(t.alias, t.dtype, t.shape) for t in sig.inputs],
-                                       [(t.alias, t.dtype, t.shape) for t in sig.outputs],
-                                       sig.description))
-        except ModelStoreError as exc:
-            print(f"tfsoap: error: {exc}", file=sys.stderr)
-            return 2
+            except ModelStoreError as exc:  # one broken model.json must not hide the rest
+                where = f"model {name!r}" + (
+                    f" version {versions[-1].version} ({name}/{versions[-1].version}/"
+                    "model.json)" if versions else "")
+                failures.append(f"{where}: {exc.message}")
+                continue
+            rows.append(_model_row(name, [v.version for v in versions], "STORED",
+                                   [(t.alias, t.dtype, t.shape) for t in sig.inputs],
+                                   [(t.alias, t.dtype, t.shape) for t in sig.outputs],
+                                   sig.description))
+    code = EXIT_OK
+    for failure in failures:
+        code = _fail(failure)
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
+        return code
+    if not rows and not failures:
         print("no models")
     for r in rows:
         print(f"{r['name']}  versions {r['versions']} (latest {r['latest']})  {r['state']}")
@@ -149,4 +175,4 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"    outputs: {'; '.join(r['outputs'])}")
         if r["description"]:
             print(f"    {r['description']}")
-    return 0
+    return code

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import __version__
 from ..settings import Settings, SettingsError, load_settings
+from .settings_help import help_for
 
 
 def add_serve(sub: Any) -> None:
@@ -26,11 +27,10 @@ def add_serve(sub: Any) -> None:
         kind = str(f.type)
         if kind == "bool":
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                           default=None, help=f"(default {f.default})")
+                           default=None, help=help_for(f))
         else:
             conv = {"int": int, "float": float}.get(kind, str)
-            p.add_argument(flag, dest=f.name, type=conv, default=None,
-                           help=f"(default {f.default!r})")
+            p.add_argument(flag, dest=f.name, type=conv, default=None, help=help_for(f))
     p.set_defaults(func=cmd_serve)
 
 

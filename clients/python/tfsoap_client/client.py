@@ -17,8 +17,8 @@ import zeep.exceptions
 from lxml import etree
 from zeep.transports import Transport
 
-from .errors import ClientError, TransportError, fault_class
-from .tensors import ENCODINGS, from_wire, inputs_to_wire
+from .errors import ClientError, InvalidInputError, TransportError, fault_class
+from .tensors import ENCODINGS, cast_for_signature, from_wire, inputs_to_wire
 
 TNS = "urn:tfsoap:predict:v1"
 SERVICE = "{%s}PredictService" % TNS
@@ -93,25 +93,33 @@ def _infos(holder: Any) -> tuple[TensorInfo, ...]:
 class PredictClient:
     """A client of one tfsoap server.
 
-    ``url`` is the server's endpoint (``http://host:8080/``). The WSDL comes from ``url?wsdl``
-    unless ``wsdl`` names a file or URL (for example the committed ``wsdl/PredictService.wsdl``).
-    ``encoding`` is how inputs travel: ``"tensor_content"`` (raw bytes, fast) or ``"typed"``
-    (``float_val`` and friends).
+    ``url`` is the server's endpoint (``http://host:8080/``) or its WSDL address
+    (``http://host:8080/?wsdl``). The WSDL comes from ``url?wsdl`` unless ``wsdl`` names a file
+    or URL (for example the committed ``wsdl/PredictService.wsdl``). ``encoding`` is how inputs
+    travel: ``"tensor_content"`` (raw bytes, fast) or ``"typed"`` (``float_val`` and friends).
+    With ``cast_inputs`` (the default), inputs are cast to the dtypes the model declares when
+    the cast is safe (float64 arrays for a ``DT_FLOAT`` input, say); the model's metadata is
+    asked once per model and version for that.
     """
 
     def __init__(self, url: str, *, wsdl: str | None = None, timeout: float = 30.0,
                  encoding: str = "tensor_content", transport: Transport | None = None,
-                 settings: zeep.Settings | None = None, plugins: Sequence[Any] = ()) -> None:
+                 settings: zeep.Settings | None = None, plugins: Sequence[Any] = (),
+                 cast_inputs: bool = True) -> None:
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        url, wsdl_url = split_wsdl_url(url)
+        wsdl = wsdl or wsdl_url
         self.url = url
         self.encoding = encoding
+        self.cast_inputs = cast_inputs
+        self._input_dtypes: dict[tuple[str, int | None], dict[str, str]] = {}
         if transport is None:
             session = requests.Session()
             transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
         settings = settings or zeep.Settings(strict=True, xml_huge_tree=True)
         try:
-            self._zeep = zeep.Client(wsdl or url.rstrip("?") + "?wsdl", transport=transport,
+            self._zeep = zeep.Client(wsdl, transport=transport,
                                      settings=settings, plugins=list(plugins))
         except (requests.RequestException, OSError) as exc:
             raise TransportError(f"cannot read the WSDL from {url}: {exc}") from exc
@@ -145,6 +153,8 @@ class PredictClient:
                        output_encoding: str | None = None) -> PredictResult:
         """Like ``predict`` but also says which model version answered."""
         enc = encoding or self.encoding
+        if self.cast_inputs:
+            inputs = self._cast(model, version, inputs)
         kwargs: dict[str, Any] = {"model_name": model,
                                   "inputs": {"Tensor": inputs_to_wire(inputs, enc)}}
         if version is not None:
@@ -156,6 +166,27 @@ class PredictClient:
         res = self._call("Predict", **kwargs)
         tensors = dict(from_wire(t) for t in _items(res["outputs"], "Tensor"))
         return PredictResult(res["model_name"], int(res["version"]), tensors)
+
+    def _cast(self, model: str, version: int | None, inputs: Mapping[str, Any]
+              ) -> Mapping[str, Any]:
+        """``inputs`` cast to the dtypes the model's signature declares, where that is safe
+        (see ``tensors.cast_for_signature``); the signature is asked once per model and
+        version. An input the signature does not name is left for the server to refuse."""
+        dtypes = self._input_dtypes.get((model, version))
+        if dtypes is None:
+            dtypes = {t.name: t.dtype for t in self.metadata(model, version).inputs}
+            self._input_dtypes[(model, version)] = dtypes
+        cast: dict[str, Any] = {}
+        for name, value in inputs.items():
+            if name not in dtypes:
+                cast[name] = value
+                continue
+            try:
+                cast[name] = cast_for_signature(name, value, dtypes[name])
+            except ValueError as exc:
+                raise InvalidInputError(f"{exc} (checked by the client before sending)",
+                                        "Client.InvalidInput") from None
+        return cast
 
     def predict(self, model: str, inputs: Mapping[str, Any], *, version: int | None = None,
                 outputs: Sequence[str] | None = None,
@@ -196,6 +227,16 @@ class PredictClient:
                        for m in _items(s["models"], "ModelVersionStatus"))
         return ServerStatus(s["server_version"], float(s["uptime_seconds"]), bool(s["ready"]),
                             models)
+
+
+def split_wsdl_url(url: str) -> tuple[str, str]:
+    """``(endpoint, WSDL URL)`` from either one: ``http://h:8080/`` or ``http://h:8080/?wsdl``
+    (any case; a trailing ``?`` is dropped too)."""
+    base, sep, query = url.partition("?")
+    if sep and query.lower() in ("wsdl", "wsdl="):
+        return base, base + "?wsdl"
+    base = url.rstrip("?")
+    return base, base + "?wsdl"
 
 
 def _typed_fault(fault: zeep.exceptions.Fault) -> ClientError:

@@ -90,5 +90,53 @@ def from_wire(tensor: Any) -> tuple[str, np.ndarray]:
     return tensor["name"], arr.reshape(shape)
 
 
+def cast_for_signature(name: str, value: Any, dtype: str) -> np.ndarray:
+    """``value`` as an array of the signature's ``dtype`` when the cast loses nothing that
+    matters, as TF Serving's REST API casts JSON numbers; ``ValueError`` saying why otherwise.
+
+    - to ``DT_FLOAT``/``DT_HALF``/``DT_DOUBLE``: any float or integer array (float64 from numpy
+      or scikit-learn, say), unless a finite value overflows the target type;
+    - to an integer type: integers in its range, and floats that are whole numbers in range;
+    - to ``DT_BOOL``: booleans only; to ``DT_STRING``: strings and bytes only.
+    """
+    arr = np.asarray(value)
+    target = NUMPY_BY_DTYPE.get(dtype)
+    if target is None or dtype_of_or_none(arr) == dtype:
+        return arr
+    kind = arr.dtype.kind
+    if dtype == "DT_STRING" or kind in "OSU":
+        raise ValueError(f"input {name!r} must be {dtype}, got {arr.dtype} values")
+    if dtype == "DT_BOOL" or kind == "b":
+        raise ValueError(f"input {name!r} must be {dtype}, got {arr.dtype} values: booleans "
+                         "and numbers are not cast into each other")
+    if target.kind == "f" and kind in "fiu":
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = arr.astype(target)
+        if kind == "f" and bool(np.any(np.isfinite(arr) & ~np.isfinite(cast))):
+            raise ValueError(f"input {name!r}: values overflow {dtype} "
+                             f"(largest {np.finfo(target).max:.4g})")
+        return cast
+    if target.kind in "iu" and kind in "fiu":
+        if arr.size:
+            if kind == "f" and not bool(np.all(np.isfinite(arr) & (arr == np.round(arr)))):
+                raise ValueError(f"input {name!r} must be {dtype}: its {arr.dtype} values are "
+                                 "not all whole numbers")
+            info = np.iinfo(target)
+            low, high = arr.min(), arr.max()
+            if low < info.min or high > info.max:
+                raise ValueError(f"input {name!r}: values from {low} to {high} do not fit "
+                                 f"{dtype} ({info.min} to {info.max})")
+        return arr.astype(target)
+    raise ValueError(f"input {name!r} must be {dtype}, got {arr.dtype} values")
+
+
+def dtype_of_or_none(arr: np.ndarray) -> str | None:
+    """``dtype_of`` or None for a numpy dtype with no tfsoap dtype."""
+    try:
+        return dtype_of(arr)
+    except ValueError:
+        return None
+
+
 def inputs_to_wire(inputs: Mapping[str, Any], encoding: str) -> list[dict[str, Any]]:
     return [to_wire(name, value, encoding) for name, value in inputs.items()]

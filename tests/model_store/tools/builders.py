@@ -238,8 +238,8 @@ def save_keras_custom(folder: Path, layers: ModuleType) -> Trained:
     model.save(folder / "custom.keras")
     model.save(folder / "custom.h5")
     expected = model.predict(x, verbose=0)
-    return Trained(str(folder / "custom.keras"), {"input_0": x[0], "input_1": x[1]},
-                   {"output_0": expected[0], "output_1": expected[1]},
+    return Trained(str(folder / "custom.keras"), {"feats": x[0], "extra": x[1]},
+                   {"probs": expected[0], "score": expected[1]},
                    {"h5": str(folder / "custom.h5")})
 
 

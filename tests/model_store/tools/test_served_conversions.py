@@ -77,11 +77,11 @@ def test_builder_inference_graph_is_served(served, dropout_model) -> None:
 def test_keras_models_answer_like_model_predict(served, keras_custom, keras_cnn) -> None:
     for name in ("keras_custom", "keras_custom_h5"):
         meta = served.metadata(name)
-        assert [t.name for t in meta.inputs] == ["input_0", "input_1"]
-        assert [t.name for t in meta.outputs] == ["output_0", "output_1"]
+        assert [t.name for t in meta.inputs] == ["feats", "extra"]
+        assert [t.name for t in meta.outputs] == ["probs", "score"]
         out = served.predict(name, keras_custom.feeds)
-        close(out["output_0"], keras_custom.expected["output_0"])
-        close(out["output_1"], keras_custom.expected["output_1"])
+        close(out["probs"], keras_custom.expected["probs"])
+        close(out["score"], keras_custom.expected["score"])
     close(served.predict("keras_cnn", keras_cnn.feeds)["output_0"],
           keras_cnn.expected["output_0"])
 

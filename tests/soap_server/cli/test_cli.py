@@ -56,8 +56,9 @@ def test_predict_prints_the_outputs(server, tmp_path: Path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert out["version"] == 1 and out["outputs"]["classes"] == labels.tolist()
     assert main(["predict", "--url", server.url, "--model", "affine", "--version", "1",
-                 "--input", f"x={tmp_path / 'images.npy'}"]) == 1
-    assert "Client.InvalidInput" in capsys.readouterr().err
+                 "--input", f"x={tmp_path / 'images.npy'}"]) == 2
+    err = capsys.readouterr().err
+    assert "Client.InvalidInput" in err and len(err.strip().splitlines()) == 1
 
 
 def test_settings_precedence_defaults_file_env_cli(tmp_path: Path) -> None:
@@ -116,3 +117,55 @@ def test_serve_takes_settings_from_the_environment_and_stops_on_sigterm() -> Non
     assert proc.returncode == 0, out
     assert f"PredictService at http://127.0.0.1:{port}/" in out
     assert "op=Predict model=digits version=1" in out and "outcome=ok" in out
+
+
+def test_every_client_command_error_is_one_line_and_status_2(server, tmp_path: Path,
+                                                            capsys) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((1, 4), np.float32))
+    closed = "http://127.0.0.1:9/"  # discard port: nothing listens
+    cases = [
+        ["predict", "--url", server.url, "--model", "nope", "--input", f"x={tmp_path / 'x.npy'}"],
+        ["predict", "--url", server.url, "--model", "affine", "--input", "x"],
+        ["predict", "--url", server.url, "--model", "affine",
+         "--input", f"x={tmp_path / 'missing.npy'}"],
+        ["predict", "--url", closed, "--model", "affine", "--input", f"x={tmp_path / 'x.npy'}",
+         "--timeout", "5"],
+        ["models", "--url", closed],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("tfsoap: error: "), (argv, err)
+
+
+def test_a_corrupt_model_json_is_named_and_the_rest_still_listed(tmp_path: Path,
+                                                                 test_store: Path,
+                                                                 capsys) -> None:
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(test_store / "affine", store / "affine")
+    shutil.copytree(test_store / "scalar", store / "scalar")
+    (store / "affine" / "2" / "model.json").write_text("{not json")
+    assert main(["models", "--model-store", str(store)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("tfsoap: error: model 'affine' version 2 (affine/2/model.json): ")
+    assert "scalar" in captured.out
+
+
+def test_serve_help_explains_each_setting_from_its_docstring(capsys) -> None:
+    from dataclasses import fields
+
+    from soap_server.cli.settings_help import field_docs
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    docs = field_docs()
+    assert set(docs) == {f.name for f in fields(Settings)}
+    for name, doc in docs.items():
+        assert " ".join(doc.split()) in text, name
+    assert "(default '')" not in text and "(default -1.0)" not in text
+    assert "Overrides every model's batch_timeout_ms when 0 or more. (default: -1.0)" in text
