@@ -12,13 +12,14 @@ from spyne import const as spyne_const
 from spyne.server.wsgi import WsgiApplication
 
 from model_store import ModelRepository, bundled_store_path
-from model_store.serving import ModelRegistry, PoolLimits, RegistrySettings
+from model_store.serving import ModelRegistry, PoolLimits, RegistrySettings, VersionPolicy
 from model_store.store import BatchingConfig
 
 from . import __version__
 from .dataplane import DataPlane
 from .http import RunningServer, TfsoapWsgi
-from .settings import Settings
+from .observability import Metrics
+from .settings import Settings, SettingsError
 from .soap import (
     PLACEHOLDER_ADDRESS,
     SERVICE_NAME,
@@ -62,7 +63,10 @@ def registry_settings(settings: Settings) -> RegistrySettings:
         limits=PoolLimits(settings.max_concurrent_runs, settings.max_queued,
                           settings.request_timeout_s),
         intra_op_threads=settings.intra_op_threads, inter_op_threads=settings.inter_op_threads,
-        batching=override, disable_batching=not settings.batching)
+        batching=override, disable_batching=not settings.batching,
+        poll_interval_s=settings.poll_interval_s,
+        version_policy=VersionPolicy.parse(settings.version_policy),
+        require_models=settings.required_models)
 
 
 @dataclass
@@ -74,13 +78,25 @@ class ServerApp:
     dataplane: DataPlane
     spyne_app: Application
     wsgi: TfsoapWsgi
+    metrics: Metrics | None = None
+
+    def drain(self, timeout: float) -> bool:
+        """After the HTTP server stopped accepting: let requests holding a model version
+        finish (up to ``timeout`` seconds), then close every session. True if all finished."""
+        return self.registry.drain(timeout)
 
 
 def build_app(settings: Settings) -> ServerApp:
     """Join the parts; models are not loaded yet (call ``registry.start_loading()``)."""
     store = settings.model_store or bundled_store_path()
-    registry = ModelRegistry(ModelRepository(store), registry_settings(settings))
-    dataplane = DataPlane(registry, __version__, settings.request_timeout_s)
+    if not os.path.isdir(store):
+        raise SettingsError(f"model store {store} is not a folder")
+    metrics = Metrics() if settings.metrics else None
+    registry = ModelRegistry(ModelRepository(store), registry_settings(settings),
+                             **({"observer": metrics} if metrics else {}))
+    dataplane = DataPlane(registry, __version__, settings.request_timeout_s,
+                          access_log=settings.access_log,
+                          recorders=[metrics.record] if metrics else [])
     spyne_app = build_spyne_app()
     spyne_app.dataplane = dataplane
     # Spyne runs a full gc.collect() at most once a second when a request ends, to close
@@ -95,8 +111,10 @@ def build_app(settings: Settings) -> ServerApp:
                                    enabled=lambda: not spyne_hooks(spyne_app, [spyne_wsgi]))
     wsgi = TfsoapWsgi(spyne_wsgi, lambda address: build_wsdl(spyne_app, address),
                       lambda: registry.ready, settings.max_body_bytes, fast_predict,
-                      large_body_slots=max(2, os.cpu_count() or 2))
-    return ServerApp(settings, registry, dataplane, spyne_app, wsgi)
+                      large_body_slots=max(2, os.cpu_count() or 2),
+                      metrics=metrics.exposition if metrics else None,
+                      admin_reload=registry.reload, admin_mode=settings.admin_reload)
+    return ServerApp(settings, registry, dataplane, spyne_app, wsgi, metrics)
 
 
 def start_server(settings: Settings) -> RunningServer[ServerApp]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -36,11 +35,11 @@ def add_serve(sub: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..app import start_server
+    from ..observability import configure_logging
 
     cli_values = {f.name: getattr(args, f.name) for f in fields(Settings)}
     settings = load_settings(cli_values, config_file=args.config)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     server = start_server(settings)
     print(f"tfsoap {__version__}: PredictService at {server.url} (WSDL: {server.url}?wsdl); "
