@@ -121,3 +121,19 @@ def test_an_empty_store_is_not_ready_until_a_model_appears(tmp_path: Path, caplo
             assert post(server.url.rstrip("/") + "/readyz", b"", method="GET").status == 200
         finally:
             server.stop()
+
+
+def test_models_url_shows_each_versions_state_hash_and_failure(srv, capsys) -> None:
+    repo = ModelRepository(srv.app.registry.repository.root)
+    _, sig = affine_model(3.0)
+    repo.write_version("affine", b"broken", sig, version=3)
+    srv.app.registry.reload()
+    assert main(["models", "--url", srv.url, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    states = {v["version"]: v for v in rows[0]["version_states"]}
+    assert states[2]["state"] == "AVAILABLE" and len(states[2]["content_hash"]) == 64
+    assert states[2]["loaded_at"] and states[2]["load_seconds"] > 0
+    assert states[3]["state"] == "FAILED" and states[3]["error"]
+    assert str(repo.root) not in states[3]["error"]
+    assert main(["models", "--url", srv.url]) == 0
+    assert "v3 FAILED" in capsys.readouterr().out
