@@ -9,13 +9,14 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from spyne import Application
 from spyne import const as spyne_const
 from spyne.server.wsgi import WsgiApplication
 
 from model_store import ModelRepository, bundled_store_path
-from model_store.serving import ModelRegistry, PoolLimits, RegistrySettings
+from model_store.serving import ModelRegistry, PoolLimits, RegistrySettings, VersionPolicy
 from model_store.store import BatchingConfig
 
 from . import __version__
@@ -27,9 +28,11 @@ from .http import (
     RunningServer,
     TfsoapWsgi,
     asgi_front,
+    request_reload,
     serve_forever,
 )
-from .settings import Settings
+from .observability import Metrics, prepare_multiprocess
+from .settings import Settings, SettingsError
 from .soap import (
     PLACEHOLDER_ADDRESS,
     SERVICE_NAME,
@@ -74,7 +77,10 @@ def registry_settings(settings: Settings) -> RegistrySettings:
         limits=PoolLimits(settings.max_concurrent_runs, settings.max_queued,
                           settings.request_timeout_s),
         intra_op_threads=settings.intra_op_threads, inter_op_threads=settings.inter_op_threads,
-        batching=override, disable_batching=not settings.batching)
+        batching=override, disable_batching=not settings.batching,
+        poll_interval_s=settings.poll_interval_s,
+        version_policy=VersionPolicy.parse(settings.version_policy),
+        require_models=settings.required_models)
 
 
 @dataclass
@@ -86,13 +92,25 @@ class ServerApp:
     dataplane: DataPlane
     spyne_app: Application
     wsgi: TfsoapWsgi
+    metrics: Metrics | None = None
+
+    def drain(self, timeout: float) -> bool:
+        """After the HTTP server stopped accepting: let requests holding a model version
+        finish (up to ``timeout`` seconds), then close every session. True if all finished."""
+        return self.registry.drain(timeout)
 
 
 def build_app(settings: Settings) -> ServerApp:
     """Join the parts; models are not loaded yet (call ``registry.start_loading()``)."""
     store = settings.model_store or bundled_store_path()
-    registry = ModelRegistry(ModelRepository(store), registry_settings(settings))
-    dataplane = DataPlane(registry, __version__, settings.request_timeout_s)
+    if not os.path.isdir(store):
+        raise SettingsError(f"model store {store} is not a folder")
+    metrics = Metrics() if settings.metrics else None
+    registry = ModelRegistry(ModelRepository(store), registry_settings(settings),
+                             **({"observer": metrics} if metrics else {}))
+    dataplane = DataPlane(registry, __version__, settings.request_timeout_s,
+                          access_log=settings.access_log,
+                          recorders=[metrics.record] if metrics else [])
     spyne_app = build_spyne_app()
     spyne_app.dataplane = dataplane
     # Spyne runs a full gc.collect() at most once a second when a request ends, to close
@@ -109,8 +127,23 @@ def build_app(settings: Settings) -> ServerApp:
     wsgi = TfsoapWsgi(spyne_wsgi, lambda address: build_wsdl(spyne_app, address),
                       lambda: registry.ready, settings.max_body_bytes, fast_predict,
                       large_body_slots=max(2, os.cpu_count() or 2),
-                      public_url=settings.public_url)
-    return ServerApp(settings, registry, dataplane, spyne_app, wsgi)
+                      public_url=settings.public_url,
+                      metrics=metrics.exposition if metrics else None,
+                      admin_reload=_reload_every_worker(registry),
+                      admin_mode=settings.admin_reload)
+    return ServerApp(settings, registry, dataplane, spyne_app, wsgi, metrics)
+
+
+def _reload_every_worker(registry: ModelRegistry) -> Callable[[], Any]:
+    """An admin reload: this worker's store pass now, and every other worker's through the
+    reload file (a second pass over an unchanged store changes nothing)."""
+    def reload() -> Any:
+        reload_file = os.environ.get(RELOAD_FILE_ENV)
+        if reload_file:
+            request_reload(reload_file)
+        return registry.reload()
+
+    return reload
 
 
 def start_server(settings: Settings) -> RunningServer[ServerApp]:
@@ -138,7 +171,7 @@ def worker_app() -> AsgiFront:
     def shutdown() -> None:
         if watcher is not None:
             watcher.stop()
-        app.registry.close()
+        app.drain(settings.shutdown_grace_s)
         log.info("worker %d stopped", os.getpid())
 
     return asgi_front(app, on_shutdown=shutdown)
@@ -148,4 +181,8 @@ def serve(settings: Settings) -> None:
     """Serve ``settings`` with ``settings.workers`` worker processes until SIGTERM or SIGINT."""
     os.environ[WORKER_SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
     with tempfile.TemporaryDirectory(prefix="tfsoap-") as runtime_dir:
+        if settings.metrics and settings.workers > 1:  # one /metrics scrape sees every worker
+            metrics_dir = os.path.join(runtime_dir, "metrics")
+            os.makedirs(metrics_dir)
+            prepare_multiprocess(metrics_dir)
         serve_forever(settings, f"{__name__}:worker_app", runtime_dir)

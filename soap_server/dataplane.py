@@ -11,7 +11,7 @@ import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from model_store.errors import InvalidInputError, ModelStoreError
 from model_store.serving import ModelRegistry, ModelState
 from model_store.store import BatchingConfig, ModelSignature
 
+from .observability import ACCESS_LOGGER, client_deadline, request_peer
 from .outcomes import outcome_of
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,11 @@ def log_field(value: object, limit: int = 200) -> str:
         text = text[:limit] + "..."
     return _UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 256
                        else "\\u%04x" % ord(m.group()), text) or "-"
+
+
+_access = logging.getLogger(ACCESS_LOGGER)
+#: called as each request ends: (operation, model, version, outcome, seconds)
+RequestRecorder = Callable[[str, str, "int | None", str, float], None]
 
 
 @dataclass
@@ -75,6 +81,9 @@ class VersionStatus:
     error: str
     completed: int
     rejected: int
+    content_hash: str = ""
+    loaded_at: float = 0.0
+    load_seconds: float = 0.0
 
 
 @dataclass
@@ -89,11 +98,16 @@ class DataPlane:
     """The operations of ``PredictService``, over a ``ModelRegistry``."""
 
     def __init__(self, registry: ModelRegistry, server_version: str,
-                 request_timeout_s: float = 30.0) -> None:
+                 request_timeout_s: float = 30.0, access_log: bool = True,
+                 recorders: Sequence[RequestRecorder] = ()) -> None:
         self.registry = registry
         self.server_version = server_version
         self.request_timeout_s = request_timeout_s
         self.started = time.monotonic()
+        #: write one log line per request (logger ``soap_server.dataplane``)
+        self.access_log = access_log
+        #: metrics and anything else counting requests
+        self.recorders = list(recorders)
 
     @contextmanager
     def _logged(self, op: str, request_id: str, model: str = "-",
@@ -107,9 +121,20 @@ class DataPlane:
             outcome = outcome_of(exc)
             raise
         finally:
-            log.info("request_id=%s op=%s model=%s version=%s duration_ms=%.2f outcome=%s",
-                     log_field(request_id), op, log_field(model), info.get("version") or "-",
-                     (time.perf_counter() - started) * 1000, outcome)
+            seconds = time.perf_counter() - started
+            answered = info.get("version")
+            if self.access_log:
+                peer = request_peer.get()
+                _access.info(
+                    "request_id=%s op=%s model=%s version=%s duration_ms=%.2f outcome=%s "
+                    "peer=%s", log_field(request_id), op, log_field(model), answered or "-",
+                    seconds * 1000, outcome, log_field(peer),
+                    extra={"request_id": request_id, "operation": op, "model": model,
+                           "version": answered, "duration_ms": round(seconds * 1000, 3),
+                           "outcome": outcome, "peer": peer})
+            for record in self.recorders:
+                record(op, model, answered if isinstance(answered, int) else None, outcome,
+                       seconds)
 
     def predict(self, model_name: str, version: int | None,
                 inputs: Sequence[tuple[str, np.ndarray]], output_filter: Sequence[str] | None,
@@ -125,10 +150,15 @@ class DataPlane:
                 if alias in feeds:
                     raise InvalidInputError(f"input {alias!r} is given twice")
                 feeds[alias] = value
-            served = self.registry.get(model_name, version)
-            info["version"] = served.version
             deadline = time.monotonic() + self.request_timeout_s
-            outputs = served.predict(feeds, output_filter, deadline)
+            asked = client_deadline.get()
+            if asked is not None and asked < deadline:
+                deadline = asked
+            # the lease keeps the version open until its answer is back, even if a reload
+            # retires it meanwhile
+            with self.registry.lease(model_name, version) as served:
+                info["version"] = served.version
+                outputs = served.predict(feeds, output_filter, deadline)
             return PredictResult(served.name, served.version, list(outputs.items()))
 
     def metadata(self, model_name: str, version: int | None,
@@ -177,6 +207,7 @@ class DataPlane:
                 gate = e.served.gate if e.served is not None else None
                 models.append(VersionStatus(e.stored.name, e.stored.version, e.state.value,
                                             e.error, gate.completed if gate else 0,
-                                            gate.rejected if gate else 0))
+                                            gate.rejected if gate else 0, e.content_hash,
+                                            e.loaded_at, e.load_seconds))
             return ServerStatus(self.server_version, time.monotonic() - self.started,
                                 self.registry.ready, models)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from model_store.serving import VersionPolicy
+
 ENV_PREFIX = "TFSOAP_"
 
 
@@ -83,6 +85,24 @@ class Settings:
     """Overrides every model's ``max_enqueued_batches`` when above 0."""
     log_level: str = "INFO"
     """Python logging level of the server log."""
+    # -- lifecycle and observability (docs/operations.md) --
+    poll_interval_s: float = 2.0
+    """Seconds between polls of the model store for added, removed and changed versions; 0
+    turns polling off (SIGHUP and ``POST /admin/reload`` still reload)."""
+    version_policy: str = "all"
+    """Versions served per model unless its ``model.json`` says: ``all``, ``latest:N`` or
+    ``specific:V,V``. ``all`` keeps 0.1's behaviour (clients may pin any stored version)."""
+    require_models: str = ""
+    """Comma-separated models that must have a servable version before ``/readyz`` is 200."""
+    admin_reload: str = "loopback"
+    """``POST /admin/reload``: ``off``, ``loopback`` (only from 127.0.0.1 / ::1) or ``on``."""
+    log_format: str = "text"
+    """Server log lines as ``text`` or ``json`` (one JSON object per line)."""
+    access_log: bool = True
+    """One log line per request (request id, operation, model, version, duration, outcome,
+    peer); turn off on busy servers and count requests with ``/metrics`` instead."""
+    metrics: bool = True
+    """Serve Prometheus metrics at ``GET /metrics``."""
 
     def with_overrides(self, values: Mapping[str, Any]) -> Settings:
         """A copy with ``values`` (by field name, as strings or typed) applied and checked."""
@@ -116,7 +136,22 @@ class Settings:
             raise SettingsError("max_queued must be 0 or more")
         if self.request_timeout_s <= 0:
             raise SettingsError("request_timeout_s must be positive")
+        if self.poll_interval_s < 0:
+            raise SettingsError("poll_interval_s must be 0 (off) or more")
+        try:
+            VersionPolicy.parse(self.version_policy)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        for name, allowed in (("admin_reload", ("off", "loopback", "on")),
+                              ("log_format", ("text", "json"))):
+            if getattr(self, name) not in allowed:
+                raise SettingsError(f"{name} must be one of {', '.join(allowed)}")
         return self
+
+    @property
+    def required_models(self) -> tuple[str, ...]:
+        """``require_models`` as a tuple of names."""
+        return tuple(n.strip() for n in self.require_models.split(",") if n.strip())
 
 
 def _coerce(key: str, type_name: Any, raw: Any) -> Any:

@@ -2,13 +2,17 @@
 
 ``loader`` (one frozen graph in a session), ``session_pool`` (the admission gate: runs in
 flight and the queue with its deadline), ``batching`` (the dynamic batcher), ``registry`` (the
-versions of every model, their states, and reloads). TensorFlow is imported when a model loads.
+versions of every model, their states, reloads and drains), ``policy`` (which versions are
+served), ``fingerprint`` (content hashes), ``observer`` (hooks for metrics). TensorFlow is
+imported when a model loads.
 """
 
+from .observer import RegistryObserver, VersionObserver
+from .policy import VersionPolicy
 from .registry import ModelRegistry, ModelState, RegistrySettings, ServedModel, VersionEntry
 from .session_pool import AdmissionGate, PoolLimits
 
 __all__ = [
-    "AdmissionGate", "ModelRegistry", "ModelState", "PoolLimits", "RegistrySettings",
-    "ServedModel", "VersionEntry",
+    "AdmissionGate", "ModelRegistry", "ModelState", "PoolLimits", "RegistryObserver",
+    "RegistrySettings", "ServedModel", "VersionEntry", "VersionObserver", "VersionPolicy",
 ]

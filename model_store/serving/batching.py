@@ -139,6 +139,7 @@ class DynamicBatcher:
                 queue.append(item)
                 queue.rows += rows
                 self._waiting += 1
+                self.gate.observer.queued(1)
                 if not self._gathering:
                     self._cond.notify()
                 elif key == self._gather_key and \
@@ -155,6 +156,7 @@ class DynamicBatcher:
                     queue.remove(item)
                     queue.rows -= item.rows
                     self._waiting -= 1
+                    self.gate.observer.queued(-1)
                     if not queue and not self._gathering:
                         del self._queues[key]
                     raise UnavailableError(
@@ -176,6 +178,7 @@ class DynamicBatcher:
             rows += item.rows
             queue.rows -= item.rows
             self._waiting -= 1
+            self.gate.observer.queued(-1)
         self._gather_rows = rows
         self._gathered = len(batch)
         return rows
@@ -249,6 +252,7 @@ class DynamicBatcher:
                 offset += item.rows
             self.batches_run += 1
             self.requests_batched += len(batch)
+            self.gate.observer.batched(sum(item.rows for item in batch))
         except ModelStoreError as exc:
             for item in batch:
                 item.error = exc

@@ -155,10 +155,12 @@ class LoadedModel:
         return out
 
     def warm_up(self) -> None:
-        """Run once on zeros where every input shape is known but the batch; errors are logged."""
+        """Run once on zeros of the signature's shapes, unknown dimensions at 1, so the first
+        request does not pay for TensorFlow's lazy setup; a failure is logged, not fatal (a
+        model may need real inputs)."""
         feeds = {}
         for spec in self.signature.inputs:
-            if spec.shape is None or any(d == -1 for d in spec.shape[1:]):
+            if spec.shape is None:
                 return
             shape = tuple(1 if d == -1 else d for d in spec.shape)
             dt = numpy_dtype(spec.dtype)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterator, TypeVar
 
 from ..errors import UnavailableError
+from .observer import NULL_VERSION_OBSERVER, VersionObserver
 
 T = TypeVar("T")
 
@@ -32,9 +33,11 @@ class PoolLimits:
 class AdmissionGate:
     """Lets at most ``limits.max_concurrent_runs`` callers through at once, FIFO-fair enough."""
 
-    def __init__(self, label: str, limits: PoolLimits) -> None:
+    def __init__(self, label: str, limits: PoolLimits,
+                 observer: VersionObserver = NULL_VERSION_OBSERVER) -> None:
         self.label = label
         self.limits = limits
+        self.observer = observer
         self._cond = threading.Condition()
         self._running = 0
         self._waiting = 0
@@ -65,6 +68,7 @@ class AdmissionGate:
                         f"{self.label} is overloaded: {self._running} running and "
                         f"{self._waiting} queued; retry later")
                 self._waiting += 1
+                self.observer.queued(1)
                 try:
                     while self._running >= self.limits.max_concurrent_runs:
                         left = deadline - time.monotonic()
@@ -76,10 +80,15 @@ class AdmissionGate:
                                 "retry later")
                 finally:
                     self._waiting -= 1
+                    self.observer.queued(-1)
             self._running += 1
+        self.observer.running(1)
+        started = time.perf_counter()
         try:
             yield
         finally:
+            self.observer.ran(time.perf_counter() - started)
+            self.observer.running(-1)
             with self._cond:
                 self._running -= 1
                 self.completed += 1

@@ -130,12 +130,16 @@ def cmd_models(args: argparse.Namespace) -> int:
             return _fail(str(exc))
         try:
             client = tc.PredictClient(args.url)
+            states: dict[str, list[dict[str, Any]]] = {}
+            for v in client.status().models:
+                states.setdefault(v["model_name"], []).append(_version_row(v))
             for m in client.list_models():
                 md = client.metadata(m.name)
                 rows.append(_model_row(m.name, list(m.versions), m.state,
                                        [(t.name, t.dtype, t.shape) for t in md.inputs],
                                        [(t.name, t.dtype, t.shape) for t in md.outputs],
                                        m.description))
+                rows[-1]["version_states"] = states.get(m.name, [])
         except tc.ClientError as exc:
             return _fail(str(exc))
     else:
@@ -175,4 +179,19 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"    outputs: {'; '.join(r['outputs'])}")
         if r["description"]:
             print(f"    {r['description']}")
+        for v in r.get("version_states", []):
+            print(f"    v{v['version']} {v['state']}"
+                  + (f"  sha256 {v['content_hash'][:12]}" if v["content_hash"] else "")
+                  + (f"  loaded {v['loaded_at']} in {v['load_seconds']:.2f}s"
+                     if v["loaded_at"] else "")
+                  + (f"  ({v['error']})" if v["error"] else ""))
     return code
+
+
+def _version_row(v: dict[str, Any]) -> dict[str, Any]:
+    """One version's live state from ``GetServerStatus``, for ``models --url``."""
+    loaded = v.get("loaded_at")
+    return {"version": int(v["version"]), "state": str(v["state"]),
+            "content_hash": v.get("content_hash") or "",
+            "loaded_at": loaded.isoformat(timespec="seconds") if loaded else "",
+            "load_seconds": float(v.get("load_seconds") or 0.0), "error": v.get("error") or ""}

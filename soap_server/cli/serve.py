@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import socket
 import sys
@@ -39,11 +38,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from ..app import serve
     from ..http import url_of
+    from ..observability import configure_logging
 
     cli_values = {f.name: getattr(args, f.name) for f in fields(Settings)}
     settings = load_settings(cli_values, config_file=args.config)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     settings = dataclasses.replace(settings, port=_claim_port(settings.host, settings.port))
     url = settings.public_url or url_of(settings.host, settings.port)

@@ -1,10 +1,11 @@
 """The WSGI front: health probes, the WSDL, the body size limit and request ids, then Spyne.
 
-Routes: ``GET /healthz`` (200 once the process serves), ``GET /readyz`` (200 once every model is
-loaded, 503 before), ``GET /?wsdl`` or ``/PredictService.wsdl`` (the WSDL with ``public_url`` as
-its address, or else the address the client used), ``POST /`` (SOAP). A body over the limit is
-refused with a ``Client.RequestTooLarge`` fault before it is read; anything that escapes Spyne
-becomes a ``Server.Internal`` fault, never an HTML error page.
+Routes: ``GET /healthz`` (200 once the process serves), ``GET /readyz`` (200 once a model can
+serve, 503 before), ``GET /metrics`` (Prometheus), ``POST /admin/reload`` (the store reload
+pass; loopback-only by default), ``GET /?wsdl`` or ``/PredictService.wsdl`` (the WSDL with
+``public_url`` as its address, or else the address the client used), ``POST /`` (SOAP). A body
+over the limit is refused with a ``Client.RequestTooLarge`` fault before it is read; anything
+that escapes Spyne becomes a ``Server.Internal`` fault, never an HTML error page.
 
 Plain ``Predict`` requests take ``protocol.PredictFastPath`` instead of Spyne's pipeline. Its
 XML tree and the request bytes are dropped as soon as the tensors are decoded, so a request
@@ -24,6 +25,7 @@ import re
 import threading
 from typing import Any, Callable, Iterable
 
+from ..observability import parse_timeout_ms, request_scope
 from ..soap import (
     INTERNAL,
     MALFORMED_REQUEST,
@@ -49,8 +51,16 @@ class TfsoapWsgi:
     def __init__(self, spyne_wsgi: Callable[..., Iterable[bytes]],
                  wsdl_for: Callable[[str], bytes], is_ready: Callable[[], bool],
                  max_body_bytes: int, fast_predict: PredictFastPath | None = None,
-                 large_body_slots: int = 2, public_url: str = "") -> None:
+                 large_body_slots: int = 2, public_url: str = "",
+                 metrics: Callable[[], tuple[bytes, str]] | None = None,
+                 admin_reload: Callable[[], Any] | None = None,
+                 admin_mode: str = "loopback") -> None:
         self.spyne_wsgi = spyne_wsgi
+        #: ``GET /metrics``: the exposition text and its content type
+        self.metrics = metrics
+        #: ``POST /admin/reload``: the registry's reload pass; ``admin_mode`` says who may
+        self.admin_reload = admin_reload
+        self.admin_mode = admin_mode
         self.wsdl_for = wsdl_for
         self.is_ready = is_ready
         self.max_body_bytes = max_body_bytes
@@ -105,6 +115,12 @@ class TfsoapWsgi:
                                    [(k.decode(), v.decode()) for k, v in headers]
                                    + [("Content-Length", str(len(body)))])
                     return [body]
+                if path == "/metrics" and self.metrics is not None:
+                    body, content_type = self.metrics()
+                    start_response("200 OK", [("Content-Type", content_type),
+                                              ("Content-Length", str(len(body))),
+                                              ("X-Request-ID", rid)])
+                    return [body]
                 if query.lower().split("=")[0] == "wsdl" or path.endswith(".wsdl"):
                     return self._wsdl(environ, start_response, rid)
                 return self._plain(start_response, "404 Not Found",
@@ -116,7 +132,11 @@ class TfsoapWsgi:
                 return self._fault(start_response, MALFORMED_REQUEST,
                                    f"HTTP method {method} is not supported; use POST", rid,
                                    "405 Method Not Allowed")
-            return self._soap(environ, start_response, rid)
+            if path == "/admin/reload":
+                return self._admin_reload(environ, start_response, rid)
+            with request_scope(environ.get("REMOTE_ADDR", ""),
+                               parse_timeout_ms(environ.get("HTTP_X_REQUEST_TIMEOUT_MS", ""))):
+                return self._soap(environ, start_response, rid)
         except Exception:  # the last line of defence: a fault, never an HTML page
             log.exception("request %s failed outside Spyne", rid)
             return self._fault(start_response, INTERNAL,
@@ -175,6 +195,20 @@ class TfsoapWsgi:
                     ("X-Request-ID", rid)]
         start_response(captured.get("status", "500 Internal Server Error"), headers)
         return [chunks]
+
+    def _admin_reload(self, environ: dict[str, Any], start_response: StartResponse,
+                      rid: str) -> Iterable[bytes]:
+        """Run the reload pass now and answer the versions by state (JSON)."""
+        peer = environ.get("REMOTE_ADDR", "")
+        if self.admin_reload is None or self.admin_mode == "off":
+            return self._plain(start_response, "404 Not Found", "admin reload is off\n", rid)
+        if self.admin_mode == "loopback" and peer not in ("127.0.0.1", "::1"):
+            log.warning("admin reload refused for %s (admin_reload=loopback)", peer)
+            return self._plain(start_response, "403 Forbidden",
+                               "admin reload is allowed from loopback only\n", rid)
+        log.info("admin reload requested by %s (request id %s)", peer, rid)
+        counts = self.admin_reload()
+        return self._json(start_response, "200 OK", {"reloaded": True, "versions": counts}, rid)
 
     def _too_large(self, start_response: StartResponse, length: int | None,
                    rid: str) -> Iterable[bytes]:

@@ -6,6 +6,7 @@ result is written by the same protocol; the Spyne signatures here define the WSD
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from spyne import Integer64, ServiceBase, Unicode, rpc
@@ -99,4 +100,13 @@ class PredictService(ServiceBase):
             server_version=s.server_version, uptime_seconds=s.uptime_seconds, ready=s.ready,
             models=[ModelVersionStatus(model_name=m.model_name, version=m.version, state=m.state,
                                        error=m.error or None, requests_completed=m.completed,
-                                       requests_rejected=m.rejected) for m in s.models])
+                                       requests_rejected=m.rejected,
+                                       content_hash=m.content_hash or None,
+                                       loaded_at=_utc(m.loaded_at),
+                                       load_seconds=m.load_seconds if m.loaded_at else None)
+                    for m in s.models])
+
+
+def _utc(epoch: float) -> datetime | None:
+    """A ``time.time()`` value as an aware UTC datetime (None for 0: never loaded)."""
+    return datetime.fromtimestamp(epoch, UTC) if epoch else None

@@ -15,6 +15,7 @@ from spyne import (
     Boolean,
     ByteArray,
     ComplexModel,
+    DateTime,
     Double,
     Enum,
     Float,
@@ -134,6 +135,10 @@ class ModelVersionStatus(ComplexModel):
         ("error", optional(Unicode)),
         ("requests_completed", required(Integer64)),
         ("requests_rejected", required(Integer64)),
+        # lifecycle (0.2): what is served and since when
+        ("content_hash", optional(Unicode)),
+        ("loaded_at", optional(DateTime)),
+        ("load_seconds", optional(Double)),
     ]
 
 

@@ -1,0 +1,116 @@
+"""The cost of metrics and of the access log: requests/s at concurrency 8, with and without.
+
+The server runs in its own process (``tfsoap serve`` on the bundled digits model, 64 inputs,
+batch 1 with ``tensor_content``: the smallest request, where a per-request cost shows most);
+this process runs 8 closed-loop keep-alive clients on 127.0.0.1. Configurations alternate for
+several rounds and the medians are compared.
+
+    PYTHONPATH=. python benchmarks/observability_bench.py [--seconds 5] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from soap_bodies import HEADERS, predict_body, sample_input  # noqa: E402
+
+CONFIGS = {
+    "bare": ["--no-metrics", "--no-access-log"],
+    "metrics": ["--metrics", "--no-access-log"],
+    "access_log": ["--no-metrics", "--access-log"],
+    "both": ["--metrics", "--access-log"],
+}
+
+
+def serve(port: int, flags: list[str]) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "soap_server.cli", "serve", "--port",
+                             str(port), "--poll-interval-s", "0", *flags], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def load(port: int, body: bytes, seconds: float, threads: int = 8) -> float:
+    """Requests per second over ``seconds`` (after a 1 s warm-up), failures are fatal."""
+    counts = [0] * threads
+    failures = [0]
+    start = threading.Event()
+    stop = threading.Event()
+
+    def loop(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while not stop.is_set():
+            conn.request("POST", "/", body=body, headers=HEADERS)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                failures[0] += 1
+            if start.is_set():
+                counts[i] += 1
+        conn.close()
+
+    ts = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    time.sleep(1.0)
+    start.set()
+    began = time.monotonic()
+    time.sleep(seconds)
+    stop.set()
+    elapsed = time.monotonic() - began
+    for t in ts:
+        t.join(60)
+    assert failures[0] == 0, f"{failures[0]} failed requests"
+    return sum(counts) / elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--port", type=int, default=18731)
+    args = ap.parse_args()
+    body = predict_body("digits", "images", sample_input((1, 64)), "tensor_content")
+    rates: dict[str, list[float]] = {k: [] for k in CONFIGS}
+    for r in range(args.rounds):
+        for name, flags in CONFIGS.items():
+            proc = serve(args.port, flags)
+            try:
+                rates[name].append(load(args.port, body, args.seconds))
+            finally:
+                proc.terminate()
+                proc.wait(30)
+            print(f"round {r + 1} {name:10s} {rates[name][-1]:8.0f} req/s", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print("\nconfig       req/s (median)   ratio to bare")
+    for k, v in med.items():
+        print(f"{k:12s} {v:10.0f}       {v / med['bare']:.3f}")
+    out = Path(__file__).parent / "results" / "observability.json"
+    out.write_text(json.dumps({"concurrency": 8, "seconds": args.seconds, "rounds": rates,
+                               "median": med,
+                               "ratio_to_bare": {k: v / med["bare"] for k, v in med.items()}},
+                              indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

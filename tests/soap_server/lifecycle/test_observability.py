@@ -1,0 +1,139 @@
+"""``/metrics`` checked with prometheus_client's own parser, logs, readiness and admin access."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from model_store import ModelRepository
+from soap_server.app import start_server
+from soap_server.cli import main
+from soap_server.observability import configure_logging
+from soap_server.settings import Settings
+from tests.models import affine_model
+from tests.soap_server.raw import parse_fault, post, predict_xml
+
+
+@pytest.fixture
+def srv(tmp_path: Path) -> Iterator[object]:
+    repo = ModelRepository(tmp_path / "store")
+    repo.root.mkdir()
+    for v in (1, 2):
+        g, sig = affine_model(float(v))
+        repo.write_version("affine", g, sig, version=v)
+    server = start_server(Settings(model_store=str(repo.root), port=0, poll_interval_s=0.2))
+    assert server.wait_ready(60)
+    yield server
+    server.stop()
+
+
+def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    answer = post(url.rstrip("/") + "/metrics", b"", method="GET")
+    assert answer.status == 200 and answer.content_type.startswith("text/plain")
+    out = {}
+    for family in text_string_to_metric_families(answer.body.decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_count_the_requests_made(srv) -> None:
+    for _ in range(5):
+        assert post(srv.url, predict_xml("affine")).status == 200
+    for _ in range(3):
+        parse_fault(post(srv.url, predict_xml("no_such_model_" + str(time.time_ns()))))
+    m = samples(srv.url)
+    ok = (("model", "affine"), ("operation", "Predict"), ("outcome", "ok"), ("version", "2"))
+    assert m[("tfsoap_requests_total", ok)] == 5
+    unknown = (("model", "_unknown"), ("operation", "Predict"),
+               ("outcome", "Client.ModelNotFound"), ("version", ""))
+    assert m[("tfsoap_requests_total", unknown)] == 3  # one label value, whatever the names
+    assert m[("tfsoap_request_duration_seconds_count",
+              (("model", "affine"), ("operation", "Predict")))] == 5
+    assert m[("tfsoap_model_run_duration_seconds_count",
+              (("model", "affine"), ("version", "2")))] >= 5  # + the warm-up run
+    assert m[("tfsoap_model_version_state",
+              (("model", "affine"), ("state", "AVAILABLE"), ("version", "1")))] == 1
+    assert m[("tfsoap_runs_in_flight", (("model", "affine"), ("version", "2")))] == 0
+    assert m[("tfsoap_model_load_seconds", (("model", "affine"), ("version", "1")))] > 0
+    assert m[("tfsoap_reloads_total", (("outcome", "ok"),))] >= 1
+    assert any(name == "process_resident_memory_bytes" for name, _ in m)
+
+
+def test_client_deadline_drops_queued_work_with_unavailable(srv) -> None:
+    # a deadline already passed: the request would wait for a slot, so it is refused
+    gate = srv.app.registry.get("affine").gate
+    with gate.slot(), gate.slot():  # both run slots taken: the next request must queue
+        answer = post(srv.url, predict_xml("affine"), headers={"X-Request-Timeout-Ms": "50"})
+    fault = parse_fault(answer)
+    assert fault.code == "Server.Unavailable" and "deadline" in fault.message
+
+
+def test_admin_reload_is_loopback_only_by_default(srv) -> None:
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/admin/reload",
+               "REMOTE_ADDR": "10.1.2.3", "wsgi.input": io.BytesIO(b"")}
+    status: list[str] = []
+    body = b"".join(srv.app.wsgi(environ, lambda s, h, e=None: status.append(s)))
+    assert status == ["403 Forbidden"] and b"loopback" in body
+    assert post(srv.url.rstrip("/") + "/admin/reload", b"").status == 200
+
+
+def test_json_log_lines_carry_the_request_fields(srv) -> None:
+    stream = io.StringIO()
+    handler = configure_logging(Settings(log_format="json"), stream)
+    try:
+        post(srv.url, predict_xml("affine"), headers={"X-Request-ID": "rid-json-1"})
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(x) for x in stream.getvalue().splitlines() if "rid-json-1" in x]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["request_id"] == "rid-json-1" and line["operation"] == "Predict"
+    assert line["model"] == "affine" and line["version"] == 2 and line["outcome"] == "ok"
+    assert line["peer"] == "127.0.0.1" and line["duration_ms"] >= 0 and line["time"]
+
+
+def test_a_missing_store_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--model-store", str(tmp_path / "nope"), "--port", "0"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tfsoap: error: model store")
+
+
+def test_an_empty_store_is_not_ready_until_a_model_appears(tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="model_store.serving.registry"):
+        server = start_server(Settings(model_store=str(tmp_path), port=0, poll_interval_s=0.1))
+        try:
+            server.app.registry.wait_ready(2)
+            assert post(server.url.rstrip("/") + "/readyz", b"", method="GET").status == 503
+            assert "holds no model version" in caplog.text
+            g, sig = affine_model(1.0)
+            ModelRepository(tmp_path).write_version("affine", g, sig, version=1)
+            assert server.wait_ready(30)
+            assert post(server.url.rstrip("/") + "/readyz", b"", method="GET").status == 200
+        finally:
+            server.stop()
+
+
+def test_models_url_shows_each_versions_state_hash_and_failure(srv, capsys) -> None:
+    repo = ModelRepository(srv.app.registry.repository.root)
+    _, sig = affine_model(3.0)
+    repo.write_version("affine", b"broken", sig, version=3)
+    srv.app.registry.reload()
+    assert main(["models", "--url", srv.url, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    states = {v["version"]: v for v in rows[0]["version_states"]}
+    assert states[2]["state"] == "AVAILABLE" and len(states[2]["content_hash"]) == 64
+    assert states[2]["loaded_at"] and states[2]["load_seconds"] > 0
+    assert states[3]["state"] == "FAILED" and states[3]["error"]
+    assert str(repo.root) not in states[3]["error"]
+    assert main(["models", "--url", srv.url]) == 0
+    assert "v3 FAILED" in capsys.readouterr().out
