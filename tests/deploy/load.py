@@ -66,18 +66,19 @@ class LoadReport:
 
 
 class ClosedLoopLoad:
-    """``threads`` clients against ``port`` until ``stop``; ``phase`` labels what follows."""
+    """``threads`` clients against ``port`` until ``stop``, each pausing ``think_s`` between
+    an answer and its next request (which bounds the load); ``phase`` labels what follows."""
 
     def __init__(self, port: int, body: bytes, expect: bytes, threads: int = 8,
-                 timeout: float = 30.0) -> None:
+                 think_s: float = 0.0, timeout: float = 30.0, phase: str = "start") -> None:
         self.port, self.body, self.expect = port, body, expect
-        self.timeout = timeout
+        self.think_s, self.timeout = think_s, timeout
         self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True)
                          for i in range(threads)]
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._phase = "start"
-        self.report = LoadReport(by_phase={"start": Counter()})
+        self._phase = phase
+        self.report = LoadReport(by_phase={phase: Counter()})
         self._began = 0.0
 
     def phase(self, name: str) -> None:
@@ -152,5 +153,7 @@ class ClosedLoopLoad:
             if resp.will_close:
                 conn.close()
                 conn = None
+            if self.think_s:
+                self._stop.wait(self.think_s)
         if conn is not None:
             conn.close()

@@ -27,6 +27,7 @@ from .load import ClosedLoopLoad, predict_body
 from .processes import Nginx, Replica, upstream_servers
 
 STEADY_S, KILLED_S, BACK_S = 2.0, 3.0, 3.0
+THINK_S = 0.015
 
 
 def _require_nginx() -> None:
@@ -76,8 +77,10 @@ def test_killed_replica_costs_clients_nothing_and_rejoins_when_ready(tmp_path: P
         assert status == 200 and answer == expected
         assert rid is not None and len(rid) == 32, rid
 
-        load = ClosedLoopLoad(nginx.port, body, expected, threads=8).start()
-        load.phase("steady")
+        # About 400 requests/s: enough that every phase sees hundreds of requests, little
+        # enough that the restarting replica gets CPU to load on a 2-core machine.
+        load = ClosedLoopLoad(nginx.port, body, expected, threads=8, think_s=THINK_S,
+                              phase="steady").start()
         time.sleep(STEADY_S)
 
         load.phase("killed")
