@@ -50,9 +50,10 @@ def test_manifests_validate_strictly(version: str) -> None:
     if version == "latest":
         version = kubernetes_validate.latest_version()
     assert version in kubernetes_validate.all_versions()
-    for kind, doc in _resources().items():
+    resources = _resources()
+    assert len(resources) == 6
+    for doc in resources.values():
         kubernetes_validate.validate(doc, version, strict=True)  # raises on any error
-    assert len(_resources()) == 6
 
 
 def test_strict_validation_rejects_a_misspelt_field() -> None:
