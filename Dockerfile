@@ -6,6 +6,8 @@ ARG BASE=python:3.11-slim
 
 # ---- builder: a virtual environment with tfsoap, its Python client and their dependencies
 FROM ${BASE} AS builder
+# Marks this stage's cached images, so a rebuild can clear the ones it no longer uses.
+LABEL org.tfsoap.stage=builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/tfsoap
 WORKDIR /src

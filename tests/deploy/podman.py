@@ -118,6 +118,27 @@ def build_image(tag: str, base: str = BASE_IMAGE, context: Path = REPO,
     return podman(*args, str(context), timeout=timeout)
 
 
+def image_id(name: str) -> str | None:
+    result = podman("image", "inspect", "--format", "{{.Id}}", name, check=False)
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def remove_stale_images(previous_id: str | None, tag: str) -> None:
+    """Free what earlier builds left: the image ``tag`` named before (now untagged) and every
+    untagged builder-stage image but the newest (which the next build's cache starts from).
+    Each is over 1.8 GB (TensorFlow)."""
+    stale = [previous_id] if previous_id and previous_id != image_id(tag) else []
+    listed = podman("images", "--filter", "dangling=true", "--filter",
+                    "label=org.tfsoap.stage=builder", "--format", "{{.CreatedAt}}\t{{.ID}}",
+                    check=False).stdout.splitlines()
+    builders = sorted(line.split("\t") for line in listed if "\t" in line)  # oldest first
+    stale += [image for _created, image in builders[:-1]]
+    for image in stale:
+        podman("rmi", image, check=False)
+
+
 def image_size_bytes(tag: str) -> int:
     return int(podman("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip())
 

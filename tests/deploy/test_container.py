@@ -41,8 +41,10 @@ def image() -> Iterator[dict[str, float]]:
             pytest.fail(message + " [CI=true: the container test must run]", pytrace=False)
         pytest.skip(message)
     base_s = podman.ensure_base_image()
+    previous = podman.image_id(TAG)
     start = time.monotonic()
     podman.build_image(TAG)
+    podman.remove_stale_images(previous, TAG)
     figures = {"base_image_s": base_s, "build_s": time.monotonic() - start,
                "size_mb": podman.image_size_bytes(TAG) / 1e6}
     print(f"\ncontainer image {TAG}: base image {base_s:.0f} s, build {figures['build_s']:.0f} s"
