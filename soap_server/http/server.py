@@ -1,7 +1,7 @@
 """The HTTP server: granian (HTTP in Rust on hyper/tokio) running the ASGI front.
 
-Chosen by measurement over cheroot, uvicorn and gunicorn (docs/performance.md, "The HTTP
-front"): granian reads request lines and headers on its Rust event loop with a deadline
+Chosen by measurement over cheroot and uvicorn (docs/performance.md, "The HTTP front"):
+granian reads request lines and headers on its Rust event loop with a deadline
 (``header_timeout_s``) and a size limit (``max_header_bytes``: 431/414 answers), so silent,
 slowloris and slow-upload clients hold no Python thread; it runs worker processes on one port
 with restart of crashed workers; and it does TLS in rustls. HTTP/1.1 only (``http=1``): in its
