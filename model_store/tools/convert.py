@@ -196,8 +196,8 @@ def convert_savedmodel(saved_model_dir: str | os.PathLike[str], store: StoreLike
                        version: int | None = None, labels: Sequence[str] = (),
                        description: str = "", optimize: bool = False,
                        progress: Progress | None = None, allow_random_ops: bool = False,
-                  batching: BatchingConfig | None = None,
-                  renames: Renames | None = None) -> FreezeReport:
+                       batching: BatchingConfig | None = None,
+                       renames: Renames | None = None) -> FreezeReport:
     """Freeze one signature of a SavedModel into a new version of ``name`` in ``store``.
 
     The signature's input and output keys become the aliases. Raises ``ConversionError``.

@@ -142,8 +142,8 @@ def freeze_restored(restored: RestoredGraph, store: StoreLike, name: str, *,
                     inputs: Sequence[str | Endpoint] = (), version: int | None = None,
                     labels: Sequence[str] = (), description: str = "", optimize: bool = False,
                     progress: Progress | None = None, allow_random_ops: bool = False,
-                  batching: BatchingConfig | None = None,
-                  renames: Renames | None = None) -> FreezeReport:
+                    batching: BatchingConfig | None = None,
+                    renames: Renames | None = None) -> FreezeReport:
     """Freeze an already opened graph (e.g. one of ``restore_scoped``) into the store."""
     started = time.monotonic()
     frozen = frozen_from_restored(restored, outputs=outputs, output_collection=output_collection,
@@ -163,8 +163,8 @@ def freeze_checkpoint(checkpoint: str | os.PathLike[str], store: StoreLike,
                       scope: str | None = None, version: int | None = None,
                       labels: Sequence[str] = (), description: str = "", optimize: bool = False,
                       progress: Progress | None = None, allow_random_ops: bool = False,
-                  batching: BatchingConfig | None = None,
-                  renames: Renames | None = None) -> FreezeReport:
+                      batching: BatchingConfig | None = None,
+                      renames: Renames | None = None) -> FreezeReport:
     """Freeze ``checkpoint`` (a prefix) into a new version of ``name`` in ``store``.
 
     The graph is the checkpoint's meta graph, or the one ``builder`` builds (see

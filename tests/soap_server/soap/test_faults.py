@@ -66,9 +66,11 @@ def test_unknown_model_metadata_gets_client_fault(client) -> None:
     ({"x": np.ones((1, 4), np.float32), "extra": np.ones(1, np.float32)}, "unknown input"),
     ({}, "missing required input"),
 ])
-def test_inputs_that_do_not_fit_the_signature_get_invalid_input(client, inputs, match) -> None:
-    with pytest.raises(tc.InvalidInputError, match=match):
-        client.predict("affine", inputs)
+def test_inputs_that_do_not_fit_the_signature_get_invalid_input(server, inputs, match) -> None:
+    raw = tc.PredictClient(server.url, cast_inputs=False)  # the server's check, not the client's
+    with pytest.raises(tc.InvalidInputError, match=match) as caught:
+        raw.predict("affine", inputs)
+    assert caught.value.request_id
 
 
 def test_unknown_output_filter_gets_invalid_input(client) -> None:
