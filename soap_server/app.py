@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -158,6 +159,12 @@ WORKER_SETTINGS_ENV = "TFSOAP_WORKER_SETTINGS"
 def worker_app() -> AsgiFront:
     """One worker process's application (granian calls this factory in each worker): its own
     registry and sessions, models loading in the background, reloading when told."""
+    # Forked from granian's manager, this process has its signal handlers until granian sets
+    # the worker's own once this factory returns: while the models load, SIGTERM must end it
+    # (it has served nothing yet) and SIGHUP is the manager's business.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = Settings(**json.loads(os.environ[WORKER_SETTINGS_ENV])).checked()
     app = build_app(settings)
     app.registry.start_loading()

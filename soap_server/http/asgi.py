@@ -52,6 +52,7 @@ class AsgiFront:
     def __init__(self, wsgi: TfsoapWsgi, *, threads: int, max_body_bytes: int,
                  body_timeout_s: float, max_pending_requests: int,
                  max_buffered_body_bytes: int, request_timeout_s: float,
+                 max_connections: int = 0,
                  on_startup: Callable[[], None] | None = None,
                  on_shutdown: Callable[[], None] | None = None) -> None:
         self.wsgi = wsgi
@@ -60,6 +61,8 @@ class AsgiFront:
         self.max_pending = max_pending_requests
         self.max_buffered = max_buffered_body_bytes
         self.request_timeout_s = request_timeout_s
+        self.max_connections = max_connections
+        self._limit_logged = 0.0
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tfsoap-req")
@@ -71,12 +74,24 @@ class AsgiFront:
         kind = scope["type"]
         if kind == "http":
             self.in_flight += 1
+            if self.max_connections and self.in_flight >= self.max_connections:
+                self._log_connection_limit()
             try:
                 await self._http(scope, receive, send)
             finally:
                 self.in_flight -= 1
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def _log_connection_limit(self) -> None:
+        """One WARNING (at most every 10 s) when every connection granian admits carries a
+        request: new connections then wait in the listen queue."""
+        now = time.monotonic()
+        if now - self._limit_logged >= 10:
+            self._limit_logged = now
+            log.warning("connection limit reached: %d connections busy in this worker "
+                        "(max_connections); new connections wait in the listen queue",
+                        self.in_flight)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

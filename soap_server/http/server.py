@@ -95,6 +95,7 @@ def asgi_front(app: ServedApp, on_startup: Callable[[], None] | None = None,
                      max_pending_requests=s.max_pending_requests,
                      max_buffered_body_bytes=s.max_buffered_body_bytes,
                      request_timeout_s=s.request_timeout_s,
+                     max_connections=s.max_connections,
                      on_startup=on_startup, on_shutdown=on_shutdown)
 
 

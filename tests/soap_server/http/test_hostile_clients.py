@@ -410,3 +410,25 @@ def test_fault_for_a_refused_request_is_well_formed(served: Served) -> None:
     answer = post(served.url, b"<x/>" * 10, headers={"Content-Length": "5000000"})
     fault = parse_fault(answer)
     assert fault.code == "Client.RequestTooLarge"
+
+
+def test_a_crashed_worker_is_restarted_and_logged(tmp_path: Path) -> None:
+    srv = Served("--workers", "2")
+    try:
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(srv.proc.pid)],
+                                                  capture_output=True, text=True).stdout.split()]
+        assert len(workers) == 2, workers
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            now = {int(p) for p in subprocess.run(["pgrep", "-P", str(srv.proc.pid)],
+                                                  capture_output=True, text=True).stdout.split()}
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.5)
+        assert len(now) == 2 and workers[0] not in now, now
+        for _ in range(12):  # new connections reach both workers, the new one once it is loaded
+            predict_once(srv.url)
+        assert "Respawning worker-1" in srv.log_text() or "Respawning worker" in srv.log_text()
+    finally:
+        assert srv.stop() == 0
