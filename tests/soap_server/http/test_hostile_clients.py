@@ -432,3 +432,21 @@ def test_a_crashed_worker_is_restarted_and_logged(tmp_path: Path) -> None:
         assert "Respawning worker-1" in srv.log_text() or "Respawning worker" in srv.log_text()
     finally:
         assert srv.stop() == 0
+
+
+def test_one_metrics_scrape_counts_the_requests_of_every_worker() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    srv = Served("--workers", "2")
+    try:
+        for _ in range(20):  # a new connection each: both workers answer some
+            predict_once(srv.url)
+        for _ in range(4):  # whichever worker answers the scrape sees all 20
+            text = post(srv.url + "metrics", b"", method="GET").body.decode()
+            ok = sum(s.value for f in text_string_to_metric_families(text)
+                     for s in f.samples if s.name == "tfsoap_requests_total"
+                     and s.labels.get("operation") == "Predict"
+                     and s.labels.get("model") == "digits" and s.labels.get("outcome") == "ok")
+            assert ok == 20, text[:2000]
+    finally:
+        assert srv.stop() == 0
