@@ -31,6 +31,7 @@ from .http import (
     asgi_front,
     request_reload,
     serve_forever,
+    stop_with_parent,
 )
 from .observability import Metrics, prepare_multiprocess
 from .settings import Settings, SettingsError
@@ -101,11 +102,18 @@ class ServerApp:
         return self.registry.drain(timeout)
 
 
-def build_app(settings: Settings) -> ServerApp:
-    """Join the parts; models are not loaded yet (call ``registry.start_loading()``)."""
+def check_store(settings: Settings) -> str:
+    """The model store's folder; a ``SettingsError`` if it is not one (a typo must stop the
+    server at start, not leave it running with no models)."""
     store = settings.model_store or bundled_store_path()
     if not os.path.isdir(store):
         raise SettingsError(f"model store {store} is not a folder")
+    return store
+
+
+def build_app(settings: Settings) -> ServerApp:
+    """Join the parts; models are not loaded yet (call ``registry.start_loading()``)."""
+    store = check_store(settings)
     metrics = Metrics() if settings.metrics else None
     registry = ModelRegistry(ModelRepository(store), registry_settings(settings),
                              **({"observer": metrics} if metrics else {}))
@@ -165,11 +173,13 @@ def worker_app() -> AsgiFront:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    stop_with_parent()
     settings = Settings(**json.loads(os.environ[WORKER_SETTINGS_ENV])).checked()
     app = build_app(settings)
     app.registry.start_loading()
-    # The worker listens only once its first load pass is over, so that with several workers
-    # (or a worker restarted after a crash) no request reaches one whose models still load.
+    # granian's worker takes connections only once this returns: after the first load pass,
+    # so that with several workers (or one restarted after a crash) no request reaches a worker
+    # whose models still load.
     app.registry.wait_ready(600)
     reload_file = os.environ.get(RELOAD_FILE_ENV)
     watcher = ReloadWatcher(reload_file, app.registry.reload).start() if reload_file else None
@@ -185,7 +195,9 @@ def worker_app() -> AsgiFront:
 
 
 def serve(settings: Settings) -> None:
-    """Serve ``settings`` with ``settings.workers`` worker processes until SIGTERM or SIGINT."""
+    """Serve ``settings`` with ``settings.workers`` worker processes until SIGTERM or SIGINT.
+    What would make every worker fail is checked here first, as one error at start."""
+    check_store(settings)
     os.environ[WORKER_SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
     with tempfile.TemporaryDirectory(prefix="tfsoap-") as runtime_dir:
         if settings.metrics and settings.workers > 1:  # one /metrics scrape sees every worker

@@ -11,9 +11,10 @@ from .server import (
     asgi_front,
     request_reload,
     serve_forever,
+    stop_with_parent,
     url_of,
 )
 from .wsgi import TfsoapWsgi
 
 __all__ = ["RELOAD_FILE_ENV", "AsgiFront", "ReloadWatcher", "RunningServer", "TfsoapWsgi",
-           "asgi_front", "request_reload", "serve_forever", "url_of"]
+           "asgi_front", "request_reload", "serve_forever", "stop_with_parent", "url_of"]

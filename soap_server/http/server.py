@@ -25,6 +25,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -37,6 +38,7 @@ from .asgi import AsgiFront
 log = logging.getLogger(__name__)
 
 _M_ARENA_MAX = -8  # glibc's mallopt() parameter number
+_PR_SET_PDEATHSIG = 1  # Linux prctl() option
 #: The environment variable that names the file whose change tells every worker to reload.
 RELOAD_FILE_ENV = "TFSOAP_RELOAD_FILE"
 
@@ -159,6 +161,20 @@ class ReloadWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def stop_with_parent() -> None:
+    """Have this worker process get SIGTERM when its manager dies (Linux), so that a manager
+    killed outright (SIGKILL, the OOM killer) leaves no orphan workers holding the port."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the manager died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def request_reload(path: str) -> None:
