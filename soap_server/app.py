@@ -18,6 +18,7 @@ from model_store.store import BatchingConfig
 from . import __version__
 from .dataplane import DataPlane
 from .http import RunningServer, TfsoapWsgi
+from .security import AccessPolicy, Guard, UserStore, security_warnings
 from .settings import Settings
 from .soap import (
     PLACEHOLDER_ADDRESS,
@@ -74,13 +75,19 @@ class ServerApp:
     dataplane: DataPlane
     spyne_app: Application
     wsgi: TfsoapWsgi
+    guard: Guard | None = None
+    """Checks credentials when a users file is set; ``guard.reload()`` re-reads the file."""
 
 
 def build_app(settings: Settings) -> ServerApp:
     """Join the parts; models are not loaded yet (call ``registry.start_loading()``)."""
     store = settings.model_store or bundled_store_path()
+    access = AccessPolicy.from_settings(settings)
+    guard = Guard(UserStore(settings.users_file), settings) if settings.users_file else None
+    for warning in security_warnings(settings):
+        log.warning("security: %s", warning)
     registry = ModelRegistry(ModelRepository(store), registry_settings(settings))
-    dataplane = DataPlane(registry, __version__, settings.request_timeout_s)
+    dataplane = DataPlane(registry, __version__, settings.request_timeout_s, access)
     spyne_app = build_spyne_app()
     spyne_app.dataplane = dataplane
     # Spyne runs a full gc.collect() at most once a second when a request ends, to close
@@ -95,8 +102,9 @@ def build_app(settings: Settings) -> ServerApp:
                                    enabled=lambda: not spyne_hooks(spyne_app, [spyne_wsgi]))
     wsgi = TfsoapWsgi(spyne_wsgi, lambda address: build_wsdl(spyne_app, address),
                       lambda: registry.ready, settings.max_body_bytes, fast_predict,
-                      large_body_slots=max(2, os.cpu_count() or 2))
-    return ServerApp(settings, registry, dataplane, spyne_app, wsgi)
+                      large_body_slots=max(2, os.cpu_count() or 2), guard=guard,
+                      access=access)
+    return ServerApp(settings, registry, dataplane, spyne_app, wsgi, guard)
 
 
 def start_server(settings: Settings) -> RunningServer[ServerApp]:

@@ -19,6 +19,7 @@ from model_store.serving import ModelRegistry, ModelState
 from model_store.store import BatchingConfig, ModelSignature
 
 from .outcomes import outcome_of
+from .security import ANONYMOUS, OPEN_POLICY, AccessPolicy, Caller
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,9 @@ class DataPlane:
     """The operations of ``PredictService``, over a ``ModelRegistry``."""
 
     def __init__(self, registry: ModelRegistry, server_version: str,
-                 request_timeout_s: float = 30.0) -> None:
+                 request_timeout_s: float = 30.0, access: AccessPolicy = OPEN_POLICY) -> None:
         self.registry = registry
+        self.access = access
         self.server_version = server_version
         self.request_timeout_s = request_timeout_s
         self.started = time.monotonic()
@@ -100,13 +102,14 @@ class DataPlane:
 
     def predict(self, model_name: str, version: int | None,
                 inputs: Sequence[tuple[str, np.ndarray]], output_filter: Sequence[str] | None,
-                request_id: str = "-") -> PredictResult:
+                request_id: str = "-", caller: Caller = ANONYMOUS) -> PredictResult:
         """Run ``model_name`` (latest version unless ``version``) on ``inputs`` by alias.
 
         Version 0 means the latest too: versions are positive, and some SOAP toolkits (Mono's
         svcutil) always send an optional ``long`` field, as 0 when it was not set."""
         version = version or None
         with self._logged("Predict", request_id, model_name, version) as info:
+            self.access.check_model(caller, model_name)
             feeds: dict[str, np.ndarray] = {}
             for alias, value in inputs:
                 if alias in feeds:
@@ -119,11 +122,12 @@ class DataPlane:
             return PredictResult(served.name, served.version, list(outputs.items()))
 
     def metadata(self, model_name: str, version: int | None,
-                 request_id: str = "-") -> ModelMetadata:
+                 request_id: str = "-", caller: Caller = ANONYMOUS) -> ModelMetadata:
         """The signature, labels and versions of a model (latest servable unless ``version``;
         0 means the latest too)."""
         version = version or None
         with self._logged("GetModelMetadata", request_id, model_name, version) as info:
+            self.access.check_model(caller, model_name)
             entry = self.registry.latest_entry(model_name, version)
             info["version"] = entry.stored.version
             versions = [e.stored.version for e in self.registry.entries()
@@ -142,11 +146,15 @@ class DataPlane:
             return ModelMetadata(model_name, entry.stored.version, versions, entry.state.value,
                                  signature, batching, entry.error)
 
-    def list_models(self, request_id: str = "-") -> list[ModelSummaryInfo]:
-        """Every model served, with its versions and the state of the default one."""
+    def list_models(self, request_id: str = "-",
+                    caller: Caller = ANONYMOUS) -> list[ModelSummaryInfo]:
+        """Every model served that ``caller`` may call, with its versions and the state of the
+        default one."""
         with self._logged("ListModels", request_id):
             out = []
             for name in self.registry.model_names():
+                if not self.access.may_call(caller, name):
+                    continue
                 entry = self.registry.latest_entry(name)
                 versions = [e.stored.version for e in self.registry.entries()
                             if e.stored.name == name]
@@ -156,9 +164,10 @@ class DataPlane:
                                             sig.description if sig is not None else ""))
             return out
 
-    def status(self, request_id: str = "-") -> ServerStatus:
+    def status(self, request_id: str = "-", caller: Caller = ANONYMOUS) -> ServerStatus:
         """Server version, uptime, readiness and the state of every model version."""
         with self._logged("GetServerStatus", request_id):
+            self.access.check_status(caller)
             models = []
             for e in self.registry.entries():
                 gate = e.served.gate if e.served is not None else None

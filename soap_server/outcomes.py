@@ -21,8 +21,10 @@ REQUEST_TOO_LARGE = "Client.RequestTooLarge"
 UNAVAILABLE = "Server.Unavailable"
 INFERENCE_ERROR = "Server.InferenceError"
 INTERNAL = "Server.Internal"
+AUTHENTICATION_FAILED = "Client.AuthenticationFailed"
+NOT_AUTHORIZED = "Client.NotAuthorized"
 ALL_CODES = (MODEL_NOT_FOUND, INVALID_INPUT, MALFORMED_REQUEST, REQUEST_TOO_LARGE, UNAVAILABLE,
-             INFERENCE_ERROR, INTERNAL)
+             INFERENCE_ERROR, INTERNAL, AUTHENTICATION_FAILED, NOT_AUTHORIZED)
 
 
 class EdgeError(Exception):
@@ -47,6 +49,24 @@ class RequestTooLargeError(EdgeError):
     code = REQUEST_TOO_LARGE
 
 
+class AuthenticationFailedError(EdgeError):
+    """No credentials, wrong ones, an unknown user, a stale or replayed token, or a locked-out
+    address: one message for all, so that nobody learns which user names exist."""
+
+    code = AUTHENTICATION_FAILED
+
+    def __init__(self, message: str = "authentication failed", missing: bool = False) -> None:
+        super().__init__(message)
+        #: True when the request carried no credentials at all (HTTP answers 401 and a challenge).
+        self.missing = missing
+
+
+class NotAuthorizedError(EdgeError):
+    """A known caller asked for a model or an operation that none of its roles allows."""
+
+    code = NOT_AUTHORIZED
+
+
 #: The one table: error class -> fault code (first match wins, so subclasses go first).
 FAULT_TABLE: tuple[tuple[type[Exception], str], ...] = (
     (ModelNotFoundError, MODEL_NOT_FOUND),
@@ -55,6 +75,8 @@ FAULT_TABLE: tuple[tuple[type[Exception], str], ...] = (
     (InferenceError, INFERENCE_ERROR),
     (MalformedRequestError, MALFORMED_REQUEST),
     (RequestTooLargeError, REQUEST_TOO_LARGE),
+    (AuthenticationFailedError, AUTHENTICATION_FAILED),
+    (NotAuthorizedError, NOT_AUTHORIZED),
 )
 
 

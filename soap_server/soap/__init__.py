@@ -22,10 +22,11 @@ from .namespaces import PLACEHOLDER_ADDRESS, SERVICE_NAME, TNS
 from .protocol import REQUEST_ID_KEY, PredictCall, PredictFastPath, TfsoapSoap11, spyne_hooks
 from .service import PredictService
 from .wsdl import build_wsdl
+from .wssecurity import UNDERSTOOD_HEADERS, read_username_token
 
 __all__ = [
     "INTERNAL", "MALFORMED_REQUEST", "PLACEHOLDER_ADDRESS", "REQUEST_ID_KEY", "REQUEST_TOO_LARGE",
     "SERVICE_NAME", "TNS", "MalformedRequestError", "PredictCall", "PredictFastPath",
     "PredictService", "ServiceFault", "TfsoapSoap11", "build_wsdl", "fault_code",
-    "fault_envelope", "spyne_hooks", "to_fault",
+    "UNDERSTOOD_HEADERS", "fault_envelope", "read_username_token", "spyne_hooks", "to_fault",
 ]

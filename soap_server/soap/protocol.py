@@ -10,7 +10,8 @@
 - ``PredictFastPath`` answers plain ``Predict`` requests without Spyne's per-request machinery
   (method contexts, events, a second parse for ``xml:id`` references): the same decoding,
   dataplane call, response bytes and faults as through Spyne, at a fraction of the cost.
-  Anything else (other operations, SOAP headers, DOCTYPEs, XML errors, multipart bodies)
+  Anything else (other operations, SOAP headers other than ``wsse:Security`` and
+  WS-Addressing, which ``wssecurity`` handles, DOCTYPEs, XML errors, multipart bodies)
   goes through Spyne, and so does everything once a Spyne event handler or an ``__in_header__``
   is declared, so hooks added later (authentication, say) are never bypassed.
 """
@@ -29,9 +30,11 @@ from spyne.model.fault import Fault
 from spyne.protocol.soap import Soap11
 
 from ..dataplane import DataPlane, PredictResult
+from ..security import ANONYMOUS, Caller
 from .codec import WireTensor, decode_tensors, encode_tensors
 from .faults import MalformedRequestError, fault_envelope, to_fault
 from .namespaces import SOAP_ENV, TNS
+from .wssecurity import header_is_fast
 
 log = logging.getLogger(__name__)
 _T = "{%s}" % TNS
@@ -253,7 +256,9 @@ class PredictFastPath:
         soap_body = None
         for child in root:
             if child.tag == _HEADER:
-                return None
+                if not header_is_fast(child):
+                    return None
+                continue
             if child.tag == _BODY:
                 soap_body = child
                 break
@@ -268,12 +273,13 @@ class PredictFastPath:
                      rid, (time.perf_counter() - started) * 1000, fault.code)
             return fault_envelope(fault.code, fault.message, fault.request_id)
 
-    def respond(self, call: PredictCall, rid: str) -> tuple[bool, bytes]:
-        """Run ``call``: (True, response) or (False, fault envelope)."""
+    def respond(self, call: PredictCall, rid: str,
+                caller: Caller = ANONYMOUS) -> tuple[bool, bytes]:
+        """Run ``call`` for ``caller``: (True, response) or (False, fault envelope)."""
         try:
             result = self.dataplane.predict(call.model_name, call.version,
                                             [(t.name, t.value) for t in call.inputs],
-                                            call.output_filter, rid)
+                                            call.output_filter, rid, caller)
             return True, FastPredictResponse(result, wants_packed(call.inputs,
                                                                   call.encoding)).to_xml()
         except Exception as exc:  # translated once, as PredictService.call_wrapper does
