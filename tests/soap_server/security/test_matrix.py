@@ -94,7 +94,7 @@ def test_digest_needs_a_user_with_a_digest_secret(secured: Any) -> None:
 def test_replayed_nonce_is_refused(secured: Any) -> None:
     client = connect(secured)
     nonce = os.urandom(16).hex()  # zeep takes the nonce as text and sends its base64
-    created = datetime.datetime.now(datetime.timezone.utc)
+    created = datetime.datetime.now(datetime.UTC)
     for attempt in range(2):
         client.zeep_client.wsse = UsernameToken("dora", PASSWORDS["dora"], use_digest=True,
                                                 nonce=nonce, created=created,
@@ -112,7 +112,7 @@ def test_stale_or_future_created_is_refused(secured: Any, age_s: int) -> None:
     client = connect(secured)
     client.zeep_client.wsse = UsernameToken(
         "dora", PASSWORDS["dora"], use_digest=True, zulu_timestamp=True,
-        created=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=age_s))
+        created=datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age_s))
     with pytest.raises(tc.AuthenticationFailedError):
         client.predict("affine", {"x": X})
     good_call(secured)
@@ -133,7 +133,7 @@ def _digest_envelope(nonce_text: str, nonce_bytes: bytes, created: str, password
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_digest_with_a_nonce_not_in_base64_is_refused(secured: Any) -> None:
