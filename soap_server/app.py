@@ -32,6 +32,14 @@ from .http import (
     serve_forever,
 )
 from .observability import Metrics, prepare_multiprocess
+from .security import (
+    AccessPolicy,
+    Guard,
+    UsersFileError,
+    UserStore,
+    load_users,
+    security_warnings,
+)
 from .settings import Settings, SettingsError
 from .soap import (
     PLACEHOLDER_ADDRESS,
@@ -93,6 +101,8 @@ class ServerApp:
     spyne_app: Application
     wsgi: TfsoapWsgi
     metrics: Metrics | None = None
+    guard: Guard | None = None
+    """Checks credentials when a users file is set; ``guard.reload()`` re-reads the file."""
 
     def drain(self, timeout: float) -> bool:
         """After the HTTP server stopped accepting: let requests holding a model version
@@ -105,12 +115,17 @@ def build_app(settings: Settings) -> ServerApp:
     store = settings.model_store or bundled_store_path()
     if not os.path.isdir(store):
         raise SettingsError(f"model store {store} is not a folder")
+    access = AccessPolicy.from_settings(settings)
+    guard = Guard(UserStore(settings.users_file), settings) if settings.users_file else None
+    for warning in security_warnings(settings):
+        log.warning("security: %s", warning)
     metrics = Metrics() if settings.metrics else None
     registry = ModelRegistry(ModelRepository(store), registry_settings(settings),
                              **({"observer": metrics} if metrics else {}))
     dataplane = DataPlane(registry, __version__, settings.request_timeout_s,
                           access_log=settings.access_log,
-                          recorders=[metrics.record] if metrics else [])
+                          recorders=[metrics.record] if metrics else [],
+                          access=access)
     spyne_app = build_spyne_app()
     spyne_app.dataplane = dataplane
     # Spyne runs a full gc.collect() at most once a second when a request ends, to close
@@ -129,18 +144,34 @@ def build_app(settings: Settings) -> ServerApp:
                       large_body_slots=max(2, os.cpu_count() or 2),
                       public_url=settings.public_url,
                       metrics=metrics.exposition if metrics else None,
-                      admin_reload=_reload_every_worker(registry),
-                      admin_mode=settings.admin_reload)
-    return ServerApp(settings, registry, dataplane, spyne_app, wsgi, metrics)
+                      admin_reload=_reload_every_worker(registry, guard),
+                      admin_mode=settings.admin_reload, guard=guard, access=access)
+    return ServerApp(settings, registry, dataplane, spyne_app, wsgi, metrics, guard)
 
 
-def _reload_every_worker(registry: ModelRegistry) -> Callable[[], Any]:
-    """An admin reload: this worker's store pass now, and every other worker's through the
-    reload file (a second pass over an unchanged store changes nothing)."""
+def _reload_every_worker(registry: ModelRegistry, guard: Guard | None = None
+                         ) -> Callable[[], Any]:
+    """An admin reload: this worker's pass now (users file and model store), and every other
+    worker's through the reload file (a second pass over an unchanged store changes nothing)."""
     def reload() -> Any:
         reload_file = os.environ.get(RELOAD_FILE_ENV)
         if reload_file:
             request_reload(reload_file)
+        return reload_here(registry, guard)()
+
+    return reload
+
+
+def reload_here(registry: ModelRegistry, guard: Guard | None) -> Callable[[], Any]:
+    """One worker's reload pass (SIGHUP through ``ReloadWatcher``, or the admin route): the
+    users file first (a malformed one keeps the users it had, and the log says so), then the
+    model store; answers the store pass's version counts."""
+    def reload() -> Any:
+        if guard is not None:
+            try:
+                guard.reload()
+            except UsersFileError as exc:
+                log.error("users file not reloaded, the users already read stay: %s", exc)
         return registry.reload()
 
     return reload
@@ -165,7 +196,8 @@ def worker_app() -> AsgiFront:
     # (or a worker restarted after a crash) no request reaches one whose models still load.
     app.registry.wait_ready(600)
     reload_file = os.environ.get(RELOAD_FILE_ENV)
-    watcher = ReloadWatcher(reload_file, app.registry.reload).start() if reload_file else None
+    watcher = (ReloadWatcher(reload_file, reload_here(app.registry, app.guard)).start()
+               if reload_file else None)
     log.info("worker %d serving the model store %s", os.getpid(), app.registry.repository.root)
 
     def shutdown() -> None:
@@ -177,8 +209,20 @@ def worker_app() -> AsgiFront:
     return asgi_front(app, on_shutdown=shutdown)
 
 
+def check_before_workers(settings: Settings) -> None:
+    """Refuse, in the main process, what would make every worker fail at start (a worker that
+    cannot build its app crash-loops): a missing model store or a malformed users file is one
+    ``SettingsError``, which the CLI prints as one line."""
+    store = settings.model_store or bundled_store_path()
+    if not os.path.isdir(store):
+        raise SettingsError(f"model store {store} is not a folder")
+    if settings.users_file:
+        load_users(settings.users_file)
+
+
 def serve(settings: Settings) -> None:
     """Serve ``settings`` with ``settings.workers`` worker processes until SIGTERM or SIGINT."""
+    check_before_workers(settings)
     os.environ[WORKER_SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
     with tempfile.TemporaryDirectory(prefix="tfsoap-") as runtime_dir:
         if settings.metrics and settings.workers > 1:  # one /metrics scrape sees every worker
