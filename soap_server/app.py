@@ -37,6 +37,8 @@ from .security import (
     Guard,
     UsersFileError,
     UserStore,
+    certificate_caller,
+    check_tls_files,
     load_users,
     security_warnings,
 )
@@ -145,7 +147,8 @@ def build_app(settings: Settings) -> ServerApp:
                       public_url=settings.public_url,
                       metrics=metrics.exposition if metrics else None,
                       admin_reload=_reload_every_worker(registry, guard),
-                      admin_mode=settings.admin_reload, guard=guard, access=access)
+                      admin_mode=settings.admin_reload, guard=guard, access=access,
+                      certificate_caller=certificate_caller(settings))
     return ServerApp(settings, registry, dataplane, spyne_app, wsgi, metrics, guard)
 
 
@@ -179,6 +182,7 @@ def reload_here(registry: ModelRegistry, guard: Guard | None) -> Callable[[], An
 
 def start_server(settings: Settings) -> RunningServer[ServerApp]:
     """Build and start a server in this process (tests and embedding use this)."""
+    check_tls_files(settings)
     return RunningServer(build_app(settings)).start()
 
 
@@ -211,13 +215,14 @@ def worker_app() -> AsgiFront:
 
 def check_before_workers(settings: Settings) -> None:
     """Refuse, in the main process, what would make every worker fail at start (a worker that
-    cannot build its app crash-loops): a missing model store or a malformed users file is one
-    ``SettingsError``, which the CLI prints as one line."""
+    cannot build its app crash-loops): a missing model store, a malformed users file or TLS
+    files that cannot be used are one ``SettingsError``, which the CLI prints as one line."""
     store = settings.model_store or bundled_store_path()
     if not os.path.isdir(store):
         raise SettingsError(f"model store {store} is not a folder")
     if settings.users_file:
         load_users(settings.users_file)
+    check_tls_files(settings)
 
 
 def serve(settings: Settings) -> None:

@@ -133,6 +133,25 @@ class Settings:
     auth_cache_s: float = 60.0
     """How long a verified user name and password skip the slow scrypt check (kept in memory as
     a keyed SHA-256, never the password); 0: check every request."""
+    tls_cert: str = ""
+    """PEM certificate (with its chain) the server presents; with ``tls_key`` set, the server
+    speaks only HTTPS on its port (TLS in granian's rustls)."""
+    tls_key: str = ""
+    """The unencrypted PEM private key of ``tls_cert`` (PKCS#8, or PKCS#1 RSA or SEC1 EC);
+    readable by the server's user only."""
+    tls_client_ca: str = ""
+    """PEM certificate(s) of the CA that client certificates must chain to (mutual TLS, with
+    ``tls_client_auth``)."""
+    tls_client_auth: str = "none"
+    """Client certificates: ``none``; ``optional`` (a client may send none, but one it sends
+    must chain to ``tls_client_ca``); ``required`` (no valid certificate, no connection)."""
+    tls_min_version: str = "1.2"
+    """Oldest TLS version accepted: ``1.2`` or ``1.3``."""
+    tls_client_role: str = ""
+    """With ``tls_client_auth = required``: the role of a caller that sends no password (its
+    certificate authenticated it). The server cannot see the certificate itself, so every
+    holder of a certificate from ``tls_client_ca`` gets this one role; empty: certificate
+    holders must still send a password when a users file is set."""
 
     def with_overrides(self, values: Mapping[str, Any]) -> Settings:
         """A copy with ``values`` (by field name, as strings or typed) applied and checked."""
@@ -182,7 +201,25 @@ class Settings:
                 min(self.clock_skew_s, self.auth_cache_s) < 0:
             raise SettingsError("token_max_age_s and lockout_window_s must be positive, "
                                 "clock_skew_s and auth_cache_s 0 or more")
+        self._check_tls()
         return self
+
+    def _check_tls(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("tls_cert and tls_key go together: give both or neither")
+        for name, allowed in (("tls_client_auth", ("none", "optional", "required")),
+                              ("tls_min_version", ("1.2", "1.3"))):
+            if getattr(self, name) not in allowed:
+                raise SettingsError(f"{name} must be one of {', '.join(allowed)}")
+        if self.tls_client_auth != "none" and not (self.tls_cert and self.tls_client_ca):
+            raise SettingsError(f"tls_client_auth = {self.tls_client_auth} needs tls_cert, "
+                                "tls_key and tls_client_ca")
+        if self.tls_client_ca and self.tls_client_auth == "none":
+            raise SettingsError("tls_client_ca is set but tls_client_auth is none: say "
+                                "optional or required")
+        if self.tls_client_role and self.tls_client_auth != "required":
+            raise SettingsError("tls_client_role needs tls_client_auth = required (with "
+                                "optional, a request may come without a certificate)")
 
     @property
     def required_models(self) -> tuple[str, ...]:

@@ -10,10 +10,11 @@ from .server import (
     RunningServer,
     asgi_front,
     request_reload,
+    scheme_of,
     serve_forever,
     url_of,
 )
 from .wsgi import TfsoapWsgi
 
 __all__ = ["RELOAD_FILE_ENV", "AsgiFront", "ReloadWatcher", "RunningServer", "TfsoapWsgi",
-           "asgi_front", "request_reload", "serve_forever", "url_of"]
+           "asgi_front", "request_reload", "scheme_of", "serve_forever", "url_of"]

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 from ..observability import parse_timeout_ms, request_scope
 from ..outcomes import AUTHENTICATION_FAILED, NOT_AUTHORIZED, AuthenticationFailedError
-from ..security import ANONYMOUS, CALLER_KEY, OPEN_POLICY, AccessPolicy, Guard
+from ..security import ANONYMOUS, CALLER_KEY, OPEN_POLICY, AccessPolicy, Caller, Guard
 from ..soap import (
     INTERNAL,
     MALFORMED_REQUEST,
@@ -58,7 +58,8 @@ class TfsoapWsgi:
                  metrics: Callable[[], tuple[bytes, str]] | None = None,
                  admin_reload: Callable[[], Any] | None = None,
                  admin_mode: str = "loopback", guard: Guard | None = None,
-                 access: AccessPolicy = OPEN_POLICY) -> None:
+                 access: AccessPolicy = OPEN_POLICY,
+                 certificate_caller: Caller | None = None) -> None:
         self.spyne_wsgi = spyne_wsgi
         #: ``GET /metrics``: the exposition text and its content type
         self.metrics = metrics
@@ -68,6 +69,9 @@ class TfsoapWsgi:
         #: checks credentials when a users file is set; ``access`` says what a caller may do
         self.guard = guard
         self.access = access
+        #: the caller of an HTTPS request without a password (``tls_client_role``: mutual TLS
+        #: with certificates required vouched for it), or None
+        self.certificate_caller = certificate_caller
         self.wsdl_for = wsdl_for
         self.is_ready = is_ready
         self.max_body_bytes = max_body_bytes
@@ -174,7 +178,7 @@ class TfsoapWsgi:
             if len(body) > limit:
                 _drain(stream, None)
                 return self._too_large(start_response, None, rid)
-        if self.guard is not None:
+        if self.guard is not None or self.certificate_caller is not None:
             denied = self._authenticate(environ, body, start_response, rid)
             if denied is not None:
                 return denied
@@ -230,15 +234,23 @@ class TfsoapWsgi:
         """Put the request's ``Caller`` in ``environ`` (HTTP Basic and/or a UsernameToken in
         the SOAP header), or answer the fault: 401 with a Basic challenge when the request had
         no credentials (clients that wait for the challenge then send them), 500 with the same
-        fault when they were wrong (so SOAP toolkits raise their typed fault)."""
-        assert self.guard is not None
+        fault when they were wrong (so SOAP toolkits raise their typed fault). A request with
+        no credentials over HTTPS is the ``certificate_caller`` when there is one."""
+        secure = environ.get("wsgi.url_scheme") == "https"
         try:
+            if self.guard is None:
+                raise AuthenticationFailedError(missing=True)
             environ[CALLER_KEY] = self.guard.authenticate(
                 environ.get("HTTP_AUTHORIZATION"), read_username_token(body),
-                environ.get("REMOTE_ADDR") or "-", environ.get("wsgi.url_scheme") == "https",
-                rid)
+                environ.get("REMOTE_ADDR") or "-", secure, rid)
             return None
         except AuthenticationFailedError as exc:
+            if exc.missing and secure and self.certificate_caller is not None:
+                environ[CALLER_KEY] = self.certificate_caller
+                return None
+            if self.guard is None:  # no users file: only certificates identify callers
+                environ[CALLER_KEY] = ANONYMOUS
+                return None
             if not exc.missing:
                 return self._fault(start_response, AUTHENTICATION_FAILED, exc.message, rid)
             payload = fault_envelope(AUTHENTICATION_FAILED, exc.message, rid)
@@ -253,7 +265,7 @@ class TfsoapWsgi:
         """For HTTP routes other than SOAP (``/metrics`` with ``metrics_role``): None when the
         request may pass (no users file, no ``role``, or Basic credentials of a user holding
         it), else the answer to send (401 challenge, or the fault)."""
-        if self.guard is None or not role:
+        if (self.guard is None and self.certificate_caller is None) or not role:
             return None
         denied = self._authenticate(environ, b"", start_response, rid)
         if denied is not None:

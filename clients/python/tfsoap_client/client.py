@@ -133,9 +133,7 @@ class PredictClient:
         self._input_dtypes: dict[tuple[str, int | None], dict[str, str]] = {}
         wsse = None
         if transport is None:
-            session = requests.Session()
-            if verify is not None:
-                session.verify = verify
+            session = _Session(verify)
             if cert is not None:
                 session.cert = cert
             if username is not None and auth == "basic":
@@ -256,6 +254,26 @@ class PredictClient:
                        for m in _items(s["models"], "ModelVersionStatus"))
         return ServerStatus(s["server_version"], float(s["uptime_seconds"]), bool(s["ready"]),
                             models)
+
+
+class _Session(requests.Session):
+    """A requests session whose ``verify`` (the CA bundle the caller named) is not replaced by
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` from the environment: requests lets those win
+    over a session's own ``verify`` (psf/requests#3829), so a private CA would be ignored."""
+
+    def __init__(self, verify: str | bool | None) -> None:
+        super().__init__()
+        self._pinned_verify = verify
+        if verify is not None:
+            self.verify = verify
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> dict[str, Any]:
+        merged: dict[str, Any] = super().merge_environment_settings(url, proxies, stream,
+                                                                    verify, cert)
+        if self._pinned_verify is not None and verify is None:
+            merged["verify"] = self._pinned_verify
+        return merged
 
 
 def split_wsdl_url(url: str) -> tuple[str, str]:

@@ -1,10 +1,10 @@
 """Test TLS material made with the ``cryptography`` package: a CA, a server certificate for
 127.0.0.1/localhost and client certificates, keys written as PKCS#8 PEM (unencrypted), which
-granian's rustls needs. For the TLS and mutual-TLS tests::
+granian's rustls reads. For the TLS and mutual-TLS tests::
 
     material = make_tls_material(tmp_path)
-    Settings(ssl_cert=str(material.server_cert), ssl_key=str(material.server_key),
-             ssl_ca=str(material.ca_cert), ...)
+    Settings(tls_cert=str(material.server_cert), tls_key=str(material.server_key),
+             tls_client_ca=str(material.ca_cert), tls_client_auth="required", ...)
     PredictClient(url, verify=str(material.ca_cert),
                   cert=(str(material.client_cert), str(material.client_key)))
 
