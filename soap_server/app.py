@@ -34,6 +34,16 @@ from .http import (
     stop_with_parent,
 )
 from .observability import Metrics, prepare_multiprocess
+from .security import (
+    AccessPolicy,
+    Guard,
+    UsersFileError,
+    UserStore,
+    certificate_caller,
+    check_tls_files,
+    load_users,
+    security_warnings,
+)
 from .settings import Settings, SettingsError
 from .soap import (
     PLACEHOLDER_ADDRESS,
@@ -95,6 +105,8 @@ class ServerApp:
     spyne_app: Application
     wsgi: TfsoapWsgi
     metrics: Metrics | None = None
+    guard: Guard | None = None
+    """Checks credentials when a users file is set; ``guard.reload()`` re-reads the file."""
 
     def drain(self, timeout: float) -> bool:
         """After the HTTP server stopped accepting: let requests holding a model version
@@ -114,12 +126,17 @@ def check_store(settings: Settings) -> str:
 def build_app(settings: Settings) -> ServerApp:
     """Join the parts; models are not loaded yet (call ``registry.start_loading()``)."""
     store = check_store(settings)
+    access = AccessPolicy.from_settings(settings)
+    guard = Guard(UserStore(settings.users_file), settings) if settings.users_file else None
+    for warning in security_warnings(settings):
+        log.warning("security: %s", warning)
     metrics = Metrics() if settings.metrics else None
     registry = ModelRegistry(ModelRepository(store), registry_settings(settings),
                              **({"observer": metrics} if metrics else {}))
     dataplane = DataPlane(registry, __version__, settings.request_timeout_s,
                           access_log=settings.access_log,
-                          recorders=[metrics.record] if metrics else [])
+                          recorders=[metrics.record] if metrics else [],
+                          access=access)
     spyne_app = build_spyne_app()
     spyne_app.dataplane = dataplane
     # Spyne runs a full gc.collect() at most once a second when a request ends, to close
@@ -138,18 +155,35 @@ def build_app(settings: Settings) -> ServerApp:
                       large_body_slots=max(2, os.cpu_count() or 2),
                       public_url=settings.public_url,
                       metrics=metrics.exposition if metrics else None,
-                      admin_reload=_reload_every_worker(registry),
-                      admin_mode=settings.admin_reload)
-    return ServerApp(settings, registry, dataplane, spyne_app, wsgi, metrics)
+                      admin_reload=_reload_every_worker(registry, guard),
+                      admin_mode=settings.admin_reload, guard=guard, access=access,
+                      certificate_caller=certificate_caller(settings))
+    return ServerApp(settings, registry, dataplane, spyne_app, wsgi, metrics, guard)
 
 
-def _reload_every_worker(registry: ModelRegistry) -> Callable[[], Any]:
-    """An admin reload: this worker's store pass now, and every other worker's through the
-    reload file (a second pass over an unchanged store changes nothing)."""
+def _reload_every_worker(registry: ModelRegistry, guard: Guard | None = None
+                         ) -> Callable[[], Any]:
+    """An admin reload: this worker's pass now (users file and model store), and every other
+    worker's through the reload file (a second pass over an unchanged store changes nothing)."""
     def reload() -> Any:
         reload_file = os.environ.get(RELOAD_FILE_ENV)
         if reload_file:
             request_reload(reload_file)
+        return reload_here(registry, guard)()
+
+    return reload
+
+
+def reload_here(registry: ModelRegistry, guard: Guard | None) -> Callable[[], Any]:
+    """One worker's reload pass (SIGHUP through ``ReloadWatcher``, or the admin route): the
+    users file first (a malformed one keeps the users it had, and the log says so), then the
+    model store; answers the store pass's version counts."""
+    def reload() -> Any:
+        if guard is not None:
+            try:
+                guard.reload()
+            except UsersFileError as exc:
+                log.error("users file not reloaded, the users already read stay: %s", exc)
         return registry.reload()
 
     return reload
@@ -157,6 +191,7 @@ def _reload_every_worker(registry: ModelRegistry) -> Callable[[], Any]:
 
 def start_server(settings: Settings) -> RunningServer[ServerApp]:
     """Build and start a server in this process (tests and embedding use this)."""
+    check_tls_files(settings)
     return RunningServer(build_app(settings)).start()
 
 
@@ -182,7 +217,8 @@ def worker_app() -> AsgiFront:
     # whose models still load.
     app.registry.wait_ready(600)
     reload_file = os.environ.get(RELOAD_FILE_ENV)
-    watcher = ReloadWatcher(reload_file, app.registry.reload).start() if reload_file else None
+    watcher = (ReloadWatcher(reload_file, reload_here(app.registry, app.guard)).start()
+               if reload_file else None)
     log.info("worker %d serving the model store %s", os.getpid(), app.registry.repository.root)
 
     def shutdown() -> None:
@@ -194,10 +230,20 @@ def worker_app() -> AsgiFront:
     return asgi_front(app, on_shutdown=shutdown)
 
 
+def check_before_workers(settings: Settings) -> None:
+    """Refuse, in the main process, what would make every worker fail at start (a worker that
+    cannot build its app crash-loops): a missing model store, a malformed users file or TLS
+    files that cannot be used are one ``SettingsError``, which the CLI prints as one line."""
+    check_store(settings)
+    if settings.users_file:
+        load_users(settings.users_file)
+    check_tls_files(settings)
+
+
 def serve(settings: Settings) -> None:
     """Serve ``settings`` with ``settings.workers`` worker processes until SIGTERM or SIGINT.
     What would make every worker fail is checked here first, as one error at start."""
-    check_store(settings)
+    check_before_workers(settings)
     os.environ[WORKER_SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
     with tempfile.TemporaryDirectory(prefix="tfsoap-") as runtime_dir:
         if settings.metrics and settings.workers > 1:  # one /metrics scrape sees every worker

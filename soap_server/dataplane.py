@@ -21,6 +21,7 @@ from model_store.store import BatchingConfig, ModelSignature
 
 from .observability import ACCESS_LOGGER, client_deadline, request_peer
 from .outcomes import outcome_of
+from .security import ANONYMOUS, OPEN_POLICY, AccessPolicy, Caller
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile("[\x00-\x20\x7f-\x9f\u2028\u2029\\\\=\"]")
@@ -99,8 +100,10 @@ class DataPlane:
 
     def __init__(self, registry: ModelRegistry, server_version: str,
                  request_timeout_s: float = 30.0, access_log: bool = True,
-                 recorders: Sequence[RequestRecorder] = ()) -> None:
+                 recorders: Sequence[RequestRecorder] = (),
+                 access: AccessPolicy = OPEN_POLICY) -> None:
         self.registry = registry
+        self.access = access
         self.server_version = server_version
         self.request_timeout_s = request_timeout_s
         self.started = time.monotonic()
@@ -110,8 +113,8 @@ class DataPlane:
         self.recorders = list(recorders)
 
     @contextmanager
-    def _logged(self, op: str, request_id: str, model: str = "-",
-                version: int | None = None) -> Iterator[dict[str, object]]:
+    def _logged(self, op: str, request_id: str, model: str = "-", version: int | None = None,
+                caller: Caller = ANONYMOUS) -> Iterator[dict[str, object]]:
         started = time.perf_counter()
         info: dict[str, object] = {"version": version}
         outcome = "ok"
@@ -127,24 +130,26 @@ class DataPlane:
                 peer = request_peer.get()
                 _access.info(
                     "request_id=%s op=%s model=%s version=%s duration_ms=%.2f outcome=%s "
-                    "peer=%s", log_field(request_id), op, log_field(model), answered or "-",
-                    seconds * 1000, outcome, log_field(peer),
+                    "peer=%s user=%s", log_field(request_id), op, log_field(model),
+                    answered or "-", seconds * 1000, outcome, log_field(peer),
+                    log_field(caller.name),
                     extra={"request_id": request_id, "operation": op, "model": model,
                            "version": answered, "duration_ms": round(seconds * 1000, 3),
-                           "outcome": outcome, "peer": peer})
+                           "outcome": outcome, "peer": peer, "user": caller.name})
             for record in self.recorders:
                 record(op, model, answered if isinstance(answered, int) else None, outcome,
                        seconds)
 
     def predict(self, model_name: str, version: int | None,
                 inputs: Sequence[tuple[str, np.ndarray]], output_filter: Sequence[str] | None,
-                request_id: str = "-") -> PredictResult:
+                request_id: str = "-", caller: Caller = ANONYMOUS) -> PredictResult:
         """Run ``model_name`` (latest version unless ``version``) on ``inputs`` by alias.
 
         Version 0 means the latest too: versions are positive, and some SOAP toolkits (Mono's
         svcutil) always send an optional ``long`` field, as 0 when it was not set."""
         version = version or None
-        with self._logged("Predict", request_id, model_name, version) as info:
+        with self._logged("Predict", request_id, model_name, version, caller) as info:
+            self.access.check_model(caller, model_name)
             feeds: dict[str, np.ndarray] = {}
             for alias, value in inputs:
                 if alias in feeds:
@@ -162,11 +167,13 @@ class DataPlane:
             return PredictResult(served.name, served.version, list(outputs.items()))
 
     def metadata(self, model_name: str, version: int | None,
-                 request_id: str = "-") -> ModelMetadata:
+                 request_id: str = "-", caller: Caller = ANONYMOUS) -> ModelMetadata:
         """The signature, labels and versions of a model (latest servable unless ``version``;
         0 means the latest too)."""
         version = version or None
-        with self._logged("GetModelMetadata", request_id, model_name, version) as info:
+        with self._logged("GetModelMetadata", request_id, model_name, version,
+                          caller) as info:
+            self.access.check_model(caller, model_name)
             entry = self.registry.latest_entry(model_name, version)
             info["version"] = entry.stored.version
             versions = [e.stored.version for e in self.registry.entries()
@@ -185,11 +192,15 @@ class DataPlane:
             return ModelMetadata(model_name, entry.stored.version, versions, entry.state.value,
                                  signature, batching, entry.error)
 
-    def list_models(self, request_id: str = "-") -> list[ModelSummaryInfo]:
-        """Every model served, with its versions and the state of the default one."""
-        with self._logged("ListModels", request_id):
+    def list_models(self, request_id: str = "-",
+                    caller: Caller = ANONYMOUS) -> list[ModelSummaryInfo]:
+        """Every model served that ``caller`` may call, with its versions and the state of the
+        default one."""
+        with self._logged("ListModels", request_id, caller=caller):
             out = []
             for name in self.registry.model_names():
+                if not self.access.may_call(caller, name):
+                    continue
                 entry = self.registry.latest_entry(name)
                 versions = [e.stored.version for e in self.registry.entries()
                             if e.stored.name == name]
@@ -199,9 +210,10 @@ class DataPlane:
                                             sig.description if sig is not None else ""))
             return out
 
-    def status(self, request_id: str = "-") -> ServerStatus:
+    def status(self, request_id: str = "-", caller: Caller = ANONYMOUS) -> ServerStatus:
         """Server version, uptime, readiness and the state of every model version."""
-        with self._logged("GetServerStatus", request_id):
+        with self._logged("GetServerStatus", request_id, caller=caller):
+            self.access.check_status(caller)
             models = []
             for e in self.registry.entries():
                 gate = e.served.gate if e.served is not None else None

@@ -25,8 +25,10 @@ INTERNAL = "Server.Internal"
 #: not outcomes of an operation, so not in ``ALL_CODES`` (the clients' error tables).
 MUST_UNDERSTAND = "MustUnderstand"
 VERSION_MISMATCH = "VersionMismatch"
+AUTHENTICATION_FAILED = "Client.AuthenticationFailed"
+NOT_AUTHORIZED = "Client.NotAuthorized"
 ALL_CODES = (MODEL_NOT_FOUND, INVALID_INPUT, MALFORMED_REQUEST, REQUEST_TOO_LARGE, UNAVAILABLE,
-             INFERENCE_ERROR, INTERNAL)
+             INFERENCE_ERROR, INTERNAL, AUTHENTICATION_FAILED, NOT_AUTHORIZED)
 
 
 class EdgeError(Exception):
@@ -63,6 +65,24 @@ class VersionMismatchError(EdgeError):
     code = VERSION_MISMATCH
 
 
+class AuthenticationFailedError(EdgeError):
+    """No credentials, wrong ones, an unknown user, a stale or replayed token, or a locked-out
+    address: one message for all, so that nobody learns which user names exist."""
+
+    code = AUTHENTICATION_FAILED
+
+    def __init__(self, message: str = "authentication failed", missing: bool = False) -> None:
+        super().__init__(message)
+        #: True when the request carried no credentials at all (HTTP answers 401 and a challenge).
+        self.missing = missing
+
+
+class NotAuthorizedError(EdgeError):
+    """A known caller asked for a model or an operation that none of its roles allows."""
+
+    code = NOT_AUTHORIZED
+
+
 #: The one table: error class -> fault code (first match wins, so subclasses go first).
 FAULT_TABLE: tuple[tuple[type[Exception], str], ...] = (
     (ModelNotFoundError, MODEL_NOT_FOUND),
@@ -73,6 +93,8 @@ FAULT_TABLE: tuple[tuple[type[Exception], str], ...] = (
     (RequestTooLargeError, REQUEST_TOO_LARGE),
     (MustUnderstandError, MUST_UNDERSTAND),
     (VersionMismatchError, VERSION_MISMATCH),
+    (AuthenticationFailedError, AUTHENTICATION_FAILED),
+    (NotAuthorizedError, NOT_AUTHORIZED),
 )
 
 

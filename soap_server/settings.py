@@ -103,6 +103,55 @@ class Settings:
     peer); turn off on busy servers and count requests with ``/metrics`` instead."""
     metrics: bool = True
     """Serve Prometheus metrics at ``GET /metrics``."""
+    # -- security (docs/security.md) --
+    users_file: str = ""
+    """TOML file of users, password hashes and roles (``tfsoap users``); empty: anonymous
+    calls are accepted (and a WARNING says so at start)."""
+    allow_password_text_over_http: bool = False
+    """Accept passwords sent as such (HTTP Basic, UsernameToken ``PasswordText``) over plain
+    HTTP; off, they are only accepted over TLS. For tests, and behind a proxy that ends TLS."""
+    model_roles: str = ""
+    """Roles that may call each model, ``model=role1|role2;other=role3``; the TOML file's
+    ``[models.<name>] roles = [...]`` tables become this. A model not named: every caller."""
+    status_role: str = ""
+    """Role needed for ``GetServerStatus``; empty: every authenticated caller."""
+    metrics_role: str = ""
+    """Role needed to read ``/metrics``; empty: open like the health probes."""
+    token_max_age_s: float = 300.0
+    """Oldest UsernameToken ``Created`` (and ``wsu:Timestamp``) accepted; nonces are kept as
+    long, so a replay inside the window is refused."""
+    clock_skew_s: float = 60.0
+    """How far in the future a token's ``Created`` may be (the callers' clocks drift)."""
+    nonce_cache_size: int = 100_000
+    """Most UsernameToken nonces remembered; when full of unexpired ones, digest logins are
+    refused until some expire (fails closed rather than forgetting a nonce)."""
+    lockout_failures: int = 10
+    """Failed logins from one address within ``lockout_window_s`` after which its requests get
+    ``Client.AuthenticationFailed`` without a check; 0 turns the lockout off."""
+    lockout_window_s: float = 300.0
+    """The window of the lockout, in seconds."""
+    auth_cache_s: float = 60.0
+    """How long a verified user name and password skip the slow scrypt check (kept in memory as
+    a keyed SHA-256, never the password); 0: check every request."""
+    tls_cert: str = ""
+    """PEM certificate (with its chain) the server presents; with ``tls_key`` set, the server
+    speaks only HTTPS on its port (TLS in granian's rustls)."""
+    tls_key: str = ""
+    """The unencrypted PEM private key of ``tls_cert`` (PKCS#8, or PKCS#1 RSA or SEC1 EC);
+    readable by the server's user only."""
+    tls_client_ca: str = ""
+    """PEM certificate(s) of the CA that client certificates must chain to (mutual TLS, with
+    ``tls_client_auth``)."""
+    tls_client_auth: str = "none"
+    """Client certificates: ``none``; ``optional`` (a client may send none, but one it sends
+    must chain to ``tls_client_ca``); ``required`` (no valid certificate, no connection)."""
+    tls_min_version: str = "1.2"
+    """Oldest TLS version accepted: ``1.2`` or ``1.3``."""
+    tls_client_role: str = ""
+    """With ``tls_client_auth = required``: the role of a caller that sends no password (its
+    certificate authenticated it). The server cannot see the certificate itself, so every
+    holder of a certificate from ``tls_client_ca`` gets this one role; empty: certificate
+    holders must still send a password when a users file is set."""
 
     def with_overrides(self, values: Mapping[str, Any]) -> Settings:
         """A copy with ``values`` (by field name, as strings or typed) applied and checked."""
@@ -146,7 +195,31 @@ class Settings:
                               ("log_format", ("text", "json"))):
             if getattr(self, name) not in allowed:
                 raise SettingsError(f"{name} must be one of {', '.join(allowed)}")
+        if self.lockout_failures < 0 or self.nonce_cache_size < 1:
+            raise SettingsError("lockout_failures must be 0 or more, nonce_cache_size 1 or more")
+        if min(self.token_max_age_s, self.lockout_window_s) <= 0 or \
+                min(self.clock_skew_s, self.auth_cache_s) < 0:
+            raise SettingsError("token_max_age_s and lockout_window_s must be positive, "
+                                "clock_skew_s and auth_cache_s 0 or more")
+        self._check_tls()
         return self
+
+    def _check_tls(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError("tls_cert and tls_key go together: give both or neither")
+        for name, allowed in (("tls_client_auth", ("none", "optional", "required")),
+                              ("tls_min_version", ("1.2", "1.3"))):
+            if getattr(self, name) not in allowed:
+                raise SettingsError(f"{name} must be one of {', '.join(allowed)}")
+        if self.tls_client_auth != "none" and not (self.tls_cert and self.tls_client_ca):
+            raise SettingsError(f"tls_client_auth = {self.tls_client_auth} needs tls_cert, "
+                                "tls_key and tls_client_ca")
+        if self.tls_client_ca and self.tls_client_auth == "none":
+            raise SettingsError("tls_client_ca is set but tls_client_auth is none: say "
+                                "optional or required")
+        if self.tls_client_role and self.tls_client_auth != "required":
+            raise SettingsError("tls_client_role needs tls_client_auth = required (with "
+                                "optional, a request may come without a certificate)")
 
     @property
     def required_models(self) -> tuple[str, ...]:
@@ -196,7 +269,24 @@ def from_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     table = data.get("tfsoap", data)
     if not isinstance(table, dict):
         raise SettingsError(f"config file {path}: [tfsoap] must be a table")
-    return {k.replace("-", "_"): v for k, v in table.items()}
+    out = {k.replace("-", "_"): v for k, v in table.items() if k != "models"}
+    if "models" in table or "models" in data:
+        out["model_roles"] = _model_roles(table.get("models", data.get("models")), path)
+    return out
+
+
+def _model_roles(models: Any, path: str | os.PathLike[str]) -> str:
+    """``[models.<name>] roles = [...]`` tables as the ``model_roles`` setting's text."""
+    if not isinstance(models, dict):
+        raise SettingsError(f"config file {path}: [models] must be a table of tables")
+    parts = []
+    for name, table in models.items():
+        roles = table.get("roles") if isinstance(table, dict) else None
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise SettingsError(f"config file {path}: [models.{name}] roles must be a list "
+                                "of strings")
+        parts.append(f"{name}={'|'.join(roles)}")
+    return ";".join(parts)
 
 
 def load_settings(cli: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,

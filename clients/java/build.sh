@@ -14,6 +14,7 @@ wsdl=${1:?usage: build.sh WSDL [BUILD_DIR]}
 build=${2:-$here/build}
 # JDK 11+ has no JAX-WS: compile against the API jars of Debian's libjaxws-java / jaxws.
 api=/usr/share/java/jaxws-api.jar:/usr/share/java/jaxb-api.jar:/usr/share/java/jws-api.jar
+api=$api:/usr/share/java/javax.xml.soap-api.jar
 
 rm -rf "$build/generated" "$build/classes"
 mkdir -p "$build/generated" "$build/classes"
@@ -21,4 +22,5 @@ mkdir -p "$build/generated" "$build/classes"
 wsimport -quiet -Xnocompile -encoding UTF-8 -p tfsoap.predict.v1 \
     -s "$build/generated" -d "$build/classes" "$wsdl"
 javac -nowarn -encoding UTF-8 -cp "$api" -d "$build/classes" \
-    $(find "$build/generated" -name '*.java') "$here/src/PredictDemo.java"
+    $(find "$build/generated" -name '*.java') "$here/src/PredictDemo.java" \
+    "$here/src/UsernameTokenHandler.java"

@@ -3,7 +3,8 @@
 - ``serve``: ``serve`` and ``wsdl`` (the server and its contract);
 - ``client``: ``predict`` and ``models`` (a running server through ``tfsoap_client``, or a store);
 - ``tools``: ``freeze``, ``convert-keras``, ``convert-savedmodel``, ``inspect`` (the work is
-  ``model_store.tools``).
+  ``model_store.tools``);
+- ``users``: ``users add``, ``users list``, ``users remove`` (the users file).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..settings import SettingsError
-from . import client, serve, tools
+from . import client, serve, tools, users
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_predict(sub)
     client.add_models(sub)
     tools.register(sub)
+    users.register(sub)
     return parser
 
 

@@ -37,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from model_store import bundled_store_path
 
     from ..app import serve
-    from ..http import url_of
+    from ..http import scheme_of, url_of
     from ..observability import configure_logging
 
     cli_values = {f.name: getattr(args, f.name) for f in fields(Settings)}
@@ -45,7 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     settings = dataclasses.replace(settings, port=_claim_port(settings.host, settings.port))
-    url = settings.public_url or url_of(settings.host, settings.port)
+    url = settings.public_url or url_of(settings.host, settings.port,
+                                                scheme_of(settings))
     store = Path(settings.model_store or bundled_store_path()).resolve()
     print(f"tfsoap {__version__}: PredictService at {url} (WSDL: {url}?wsdl); "
           f"model store {store}; {settings.workers} worker process(es)", flush=True)

@@ -10,6 +10,7 @@ from .server import (
     RunningServer,
     asgi_front,
     request_reload,
+    scheme_of,
     serve_forever,
     stop_with_parent,
     url_of,
@@ -17,4 +18,5 @@ from .server import (
 from .wsgi import TfsoapWsgi
 
 __all__ = ["RELOAD_FILE_ENV", "AsgiFront", "ReloadWatcher", "RunningServer", "TfsoapWsgi",
-           "asgi_front", "request_reload", "serve_forever", "stop_with_parent", "url_of"]
+           "asgi_front", "request_reload", "scheme_of", "serve_forever", "stop_with_parent",
+           "url_of"]

@@ -4,8 +4,8 @@ Chosen by measurement over cheroot and uvicorn (docs/performance.md, "The HTTP f
 granian reads request lines and headers on its Rust event loop with a deadline
 (``header_timeout_s``) and a size limit (``max_header_bytes``: 431/414 answers), so silent,
 slowloris and slow-upload clients hold no Python thread; it runs worker processes on one port
-with restart of crashed workers; and it does TLS in rustls. HTTP/1.1 only (``http=1``): in its
-auto mode granian waits for a client's first bytes without a deadline.
+with restart of crashed workers; and it does TLS in rustls (``tls_options``). HTTP/1.1 only
+(``http=1``): in its auto mode granian waits for a client's first bytes without a deadline.
 
 Two ways to run it:
 
@@ -112,7 +112,34 @@ def granian_options(settings: Any) -> dict[str, Any]:
         http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000),
                                      keep_alive=True,
                                      max_buffer_size=settings.max_header_bytes),
-        log_access=False)
+        log_access=False, **tls_options(settings))
+
+
+def tls_options(settings: Any) -> dict[str, Any]:
+    """granian's TLS options from ``tls_*`` (none without ``tls_cert``).
+
+    Measured on granian 2.8.9 (tests/soap_server/security/test_tls.py): ``ssl_ca`` alone makes
+    a client certificate optional (one that is sent must chain to the CA), ``ssl_ca`` with
+    ``ssl_client_verify`` makes it required; granian's own minimum is TLS 1.3, so 1.2 is asked
+    for explicitly. rustls offers only AEAD cipher suites with forward secrecy, so there is no
+    cipher list to set."""
+    if not settings.tls_cert:
+        return {}
+    from granian.constants import SSLProtocols
+
+    out: dict[str, Any] = dict(
+        ssl_cert=Path(settings.tls_cert), ssl_key=Path(settings.tls_key),
+        ssl_protocol_min=SSLProtocols.tls13 if settings.tls_min_version == "1.3"
+        else SSLProtocols.tls12)
+    if settings.tls_client_auth != "none":
+        out.update(ssl_ca=Path(settings.tls_client_ca),
+                   ssl_client_verify=settings.tls_client_auth == "required")
+    return out
+
+
+def scheme_of(settings: Any) -> str:
+    """``https`` when the server speaks TLS, else ``http``."""
+    return "https" if settings.tls_cert else "http"
 
 
 def free_port(host: str) -> int:
@@ -232,7 +259,7 @@ class RunningServer(Generic[App]):
 
     @property
     def url(self) -> str:
-        return url_of(self.host, self.port)
+        return url_of(self.host, self.port, scheme_of(self.app.settings))
 
     def start(self, load_models: bool = True) -> RunningServer[App]:
         """Listen and serve in a background thread; models load in another."""

@@ -26,6 +26,8 @@ import threading
 from typing import Any, Callable, Iterable
 
 from ..observability import parse_timeout_ms, request_scope
+from ..outcomes import AUTHENTICATION_FAILED, NOT_AUTHORIZED, AuthenticationFailedError
+from ..security import ANONYMOUS, CALLER_KEY, OPEN_POLICY, AccessPolicy, Caller, Guard
 from ..soap import (
     INTERNAL,
     MALFORMED_REQUEST,
@@ -34,6 +36,7 @@ from ..soap import (
     PredictCall,
     PredictFastPath,
     fault_envelope,
+    read_username_token,
 )
 
 log = logging.getLogger(__name__)
@@ -54,13 +57,21 @@ class TfsoapWsgi:
                  large_body_slots: int = 2, public_url: str = "",
                  metrics: Callable[[], tuple[bytes, str]] | None = None,
                  admin_reload: Callable[[], Any] | None = None,
-                 admin_mode: str = "loopback") -> None:
+                 admin_mode: str = "loopback", guard: Guard | None = None,
+                 access: AccessPolicy = OPEN_POLICY,
+                 certificate_caller: Caller | None = None) -> None:
         self.spyne_wsgi = spyne_wsgi
         #: ``GET /metrics``: the exposition text and its content type
         self.metrics = metrics
         #: ``POST /admin/reload``: the registry's reload pass; ``admin_mode`` says who may
         self.admin_reload = admin_reload
         self.admin_mode = admin_mode
+        #: checks credentials when a users file is set; ``access`` says what a caller may do
+        self.guard = guard
+        self.access = access
+        #: the caller of an HTTPS request without a password (``tls_client_role``: mutual TLS
+        #: with certificates required vouched for it), or None
+        self.certificate_caller = certificate_caller
         self.wsdl_for = wsdl_for
         self.is_ready = is_ready
         self.max_body_bytes = max_body_bytes
@@ -116,6 +127,10 @@ class TfsoapWsgi:
                                    + [("Content-Length", str(len(body)))])
                     return [body]
                 if path == "/metrics" and self.metrics is not None:
+                    denied = self.role_gate(environ, start_response, rid,
+                                            self.access.metrics_role)
+                    if denied is not None:
+                        return denied
                     body, content_type = self.metrics()
                     start_response("200 OK", [("Content-Type", content_type),
                                               ("Content-Length", str(len(body))),
@@ -163,6 +178,10 @@ class TfsoapWsgi:
             if len(body) > limit:
                 _drain(stream, None)
                 return self._too_large(start_response, None, rid)
+        if self.guard is not None or self.certificate_caller is not None:
+            denied = self._authenticate(environ, body, start_response, rid)
+            if denied is not None:
+                return denied
         fast = self.fast_predict
         if fast is not None and fast.enabled():
             if len(body) >= LARGE_BODY:
@@ -173,7 +192,7 @@ class TfsoapWsgi:
             if call is not None:
                 del body  # from here on the request holds only its decoded arrays
                 if isinstance(call, PredictCall):
-                    ok, payload = fast.respond(call, rid)
+                    ok, payload = fast.respond(call, rid, environ.get(CALLER_KEY, ANONYMOUS))
                 else:
                     ok, payload = False, call
                 start_response("200 OK" if ok else "500 Internal Server Error",
@@ -209,6 +228,52 @@ class TfsoapWsgi:
         log.info("admin reload requested by %s (request id %s)", peer, rid)
         counts = self.admin_reload()
         return self._json(start_response, "200 OK", {"reloaded": True, "versions": counts}, rid)
+
+    def _authenticate(self, environ: dict[str, Any], body: bytes, start_response: StartResponse,
+                      rid: str) -> list[bytes] | None:
+        """Put the request's ``Caller`` in ``environ`` (HTTP Basic and/or a UsernameToken in
+        the SOAP header), or answer the fault: 401 with a Basic challenge when the request had
+        no credentials (clients that wait for the challenge then send them), 500 with the same
+        fault when they were wrong (so SOAP toolkits raise their typed fault). A request with
+        no credentials over HTTPS is the ``certificate_caller`` when there is one."""
+        secure = environ.get("wsgi.url_scheme") == "https"
+        try:
+            if self.guard is None:
+                raise AuthenticationFailedError(missing=True)
+            environ[CALLER_KEY] = self.guard.authenticate(
+                environ.get("HTTP_AUTHORIZATION"), read_username_token(body),
+                environ.get("REMOTE_ADDR") or "-", secure, rid)
+            return None
+        except AuthenticationFailedError as exc:
+            if exc.missing and secure and self.certificate_caller is not None:
+                environ[CALLER_KEY] = self.certificate_caller
+                return None
+            if self.guard is None:  # no users file: only certificates identify callers
+                environ[CALLER_KEY] = ANONYMOUS
+                return None
+            if not exc.missing:
+                return self._fault(start_response, AUTHENTICATION_FAILED, exc.message, rid)
+            payload = fault_envelope(AUTHENTICATION_FAILED, exc.message, rid)
+            start_response("401 Unauthorized", [
+                ("Content-Type", _XML), ("Content-Length", str(len(payload))),
+                ("WWW-Authenticate", 'Basic realm="tfsoap", charset="UTF-8"'),
+                ("X-Request-ID", rid)])
+            return [payload]
+
+    def role_gate(self, environ: dict[str, Any], start_response: StartResponse, rid: str,
+                  role: str) -> list[bytes] | None:
+        """For HTTP routes other than SOAP (``/metrics`` with ``metrics_role``): None when the
+        request may pass (no users file, no ``role``, or Basic credentials of a user holding
+        it), else the answer to send (401 challenge, or the fault)."""
+        if (self.guard is None and self.certificate_caller is None) or not role:
+            return None
+        denied = self._authenticate(environ, b"", start_response, rid)
+        if denied is not None:
+            return denied
+        if role in environ[CALLER_KEY].roles:
+            return None
+        return self._fault(start_response, NOT_AUTHORIZED,
+                           "the caller may not read this resource", rid, "403 Forbidden")
 
     def _too_large(self, start_response: StartResponse, length: int | None,
                    rid: str) -> Iterable[bytes]:

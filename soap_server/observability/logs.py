@@ -2,7 +2,7 @@
 
 Request lines go to the ``soap_server.dataplane`` logger (``ACCESS_LOGGER``) with their fields
 as ``extra`` attributes (``request_id``, ``operation``, ``model``, ``version``, ``duration_ms``,
-``outcome``, ``peer``), so JSON lines carry them as keys and text lines as ``key=value``.
+``outcome``, ``peer``, ``user``), so JSON lines carry them as keys and text lines as ``key=value``.
 Only the CLI calls ``configure_logging``; the library only logs.
 """
 
@@ -18,7 +18,8 @@ from ..settings import Settings
 
 ACCESS_LOGGER = "soap_server.dataplane"
 #: the request fields a JSON line carries when the record has them
-FIELDS = ("request_id", "operation", "model", "version", "duration_ms", "outcome", "peer")
+FIELDS = ("request_id", "operation", "model", "version", "duration_ms", "outcome", "peer",
+          "user")
 
 
 class JsonFormatter(logging.Formatter):

@@ -29,10 +29,12 @@ from .protocol import (
 )
 from .service import PredictService
 from .wsdl import build_wsdl
+from .wssecurity import read_username_token
 
 __all__ = [
     "INTERNAL", "MALFORMED_REQUEST", "PLACEHOLDER_ADDRESS", "REQUEST_ID_KEY", "REQUEST_TOO_LARGE",
     "SERVICE_NAME", "TNS", "MalformedRequestError", "PredictCall", "PredictFastPath",
     "PredictService", "ServiceFault", "TfsoapSoap11", "build_wsdl", "fault_code",
-    "fault_envelope", "release_on_close", "spyne_hooks", "to_fault",
+    "fault_envelope", "read_username_token", "release_on_close", "spyne_hooks",
+    "to_fault",
 ]

@@ -16,7 +16,8 @@ On the parsed envelope (``check_envelope``, SOAP 1.1 section 4): the root is a S
 ``Envelope`` (a SOAP 1.2 one gets a ``VersionMismatch`` fault), an optional ``Header`` comes
 first, then exactly one ``Body`` and nothing after it; the Body holds exactly one element. A
 Header entry with ``mustUnderstand="1"`` must be one this server understands (the WS-Addressing
-headers that zeep, JAX-WS and WCF add because the WSDL carries ``wsaw:Action``), else a
+headers that zeep, JAX-WS and WCF add because the WSDL carries ``wsaw:Action``, and
+``wsse:Security``, which ``security.Guard`` checks before the body is decoded), else a
 ``MustUnderstand`` fault. Understood headers are read and ignored: they do not change where the
 answer goes (the reply is always on the HTTP response), so a ``Predict`` with them still takes
 the fast path.
@@ -33,6 +34,7 @@ from lxml import etree
 
 from ..outcomes import MalformedRequestError, MustUnderstandError, VersionMismatchError
 from .namespaces import SOAP_ENV
+from .wssecurity import SECURITY
 
 MAX_ATTRIBUTES = 1024
 MAX_ATTRIBUTE_NAMES = 64
@@ -46,7 +48,9 @@ _NEXT = "http://schemas.xmlsoap.org/soap/actor/next"
 #: WS-Addressing 1.0 and the 2004/08 submission, with the entries a request may carry.
 _WSA = ("http://www.w3.org/2005/08/addressing", "http://schemas.xmlsoap.org/ws/2004/08/addressing")
 _WSA_ENTRIES = ("Action", "MessageID", "To", "ReplyTo", "From", "FaultTo", "RelatesTo")
-UNDERSTOOD_HEADERS = frozenset("{%s}%s" % (ns, e) for ns in _WSA for e in _WSA_ENTRIES)
+#: ``wsse:Security`` too: the HTTP front checks its UsernameToken when a users file is set (with
+#: none, every caller is accepted anyway, so a token changes nothing).
+UNDERSTOOD_HEADERS = frozenset("{%s}%s" % (ns, e) for ns in _WSA for e in _WSA_ENTRIES) | {SECURITY}
 
 _ATTRIBUTE = re.compile(rb'=[ \t\r\n]*["\']')
 _NAME_BEFORE = re.compile(rb'([^\s<>"\'=/]{1,200})[ \t\r\n]*\Z')

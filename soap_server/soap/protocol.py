@@ -10,7 +10,10 @@
 - ``PredictFastPath`` answers plain ``Predict`` requests without Spyne's per-request machinery
   (method contexts, events, a second parse for ``xml:id`` references): the same decoding,
   dataplane call, response bytes and faults as through Spyne, at a fraction of the cost.
-  Anything else (other operations, SOAP headers, DOCTYPEs, XML errors, multipart bodies)
+  A Header does not leave the fast path: ``envelope.check_envelope`` applies the
+  ``mustUnderstand`` rule on both paths, WS-Addressing entries are ignored and ``wsse:Security``
+  was checked by the HTTP front before the body got here (``security.Guard``).
+  Anything else (other operations, other charsets, XML errors, multipart bodies)
   goes through Spyne, and so does everything once a Spyne event handler or an ``__in_header__``
   is declared, so hooks added later (authentication, say) are never bypassed.
 """
@@ -31,6 +34,7 @@ from spyne.model.fault import Fault
 from spyne.protocol.soap import Soap11
 
 from ..dataplane import DataPlane, PredictResult
+from ..security import ANONYMOUS, Caller
 from .codec import WireTensor, decode_tensors, encode_tensors
 from .envelope import TRIM_FROM, check_envelope, give_back_memory, is_utf8, prescan
 from .faults import EdgeError, MalformedRequestError, fault_envelope, to_fault
@@ -343,12 +347,13 @@ class PredictFastPath:
             return None
         return PredictCall(*decode_predict(operation))
 
-    def respond(self, call: PredictCall, rid: str) -> tuple[bool, bytes]:
-        """Run ``call``: (True, response) or (False, fault envelope)."""
+    def respond(self, call: PredictCall, rid: str,
+                caller: Caller = ANONYMOUS) -> tuple[bool, bytes]:
+        """Run ``call`` for ``caller``: (True, response) or (False, fault envelope)."""
         try:
             result = self.dataplane.predict(call.model_name, call.version,
                                             [(t.name, t.value) for t in call.inputs],
-                                            call.output_filter, rid)
+                                            call.output_filter, rid, caller)
             return True, FastPredictResponse(result, wants_packed(call.inputs,
                                                                   call.encoding)).to_xml()
         except Exception as exc:  # translated once, as PredictService.call_wrapper does

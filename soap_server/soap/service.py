@@ -13,6 +13,7 @@ from spyne import Integer64, ServiceBase, Unicode, rpc
 
 from ..dataplane import DataPlane
 from ..dataplane import ModelMetadata as MetadataInfo
+from ..security import ANONYMOUS, CALLER_KEY, Caller
 from .faults import ServiceFault, to_fault
 from .protocol import FastPredictResponse, request_id, wants_packed
 from .types import (
@@ -32,6 +33,13 @@ from .types import (
 )
 
 _OPS: dict[str, Any] = {"_throws": [ServiceFault], "_wsdl_part_name": "parameters"}
+
+
+def _caller(ctx: Any) -> Caller:
+    """The caller the HTTP front authenticated (anonymous when no users file is set)."""
+    env = getattr(ctx.transport, "req_env", None) or {}
+    caller = env.get(CALLER_KEY, ANONYMOUS)
+    return caller if isinstance(caller, Caller) else ANONYMOUS
 
 
 def _plane(ctx: Any) -> DataPlane:
@@ -77,25 +85,26 @@ class PredictService(ServiceBase):
     def Predict(ctx, model_name, version, inputs, output_filter, output_encoding):  # noqa: N802
         """Run a model on input tensors: the latest version unless a version is given."""
         result = _plane(ctx).predict(model_name, version, [(t.name, t.value) for t in inputs],
-                                     output_filter, request_id(ctx))
+                                     output_filter, request_id(ctx), _caller(ctx))
         return FastPredictResponse(result, wants_packed(inputs, output_encoding))
 
     @rpc(required(Unicode), optional(Integer64), _returns=required(ModelMetadata), **_OPS)
     def GetModelMetadata(ctx, model_name, version):  # noqa: N802
         """A model's inputs, outputs, labels, versions and batching settings."""
-        return _metadata(_plane(ctx).metadata(model_name, version, request_id(ctx)))
+        return _metadata(_plane(ctx).metadata(model_name, version, request_id(ctx),
+                                                  _caller(ctx)))
 
     @rpc(_returns=required(ModelSummaryArray), **_OPS)
     def ListModels(ctx):  # noqa: N802
         """Every model served, with its versions."""
         return [ModelSummary(name=m.name, latest_version=m.latest_version, versions=m.versions,
                              state=m.state, description=m.description)
-                for m in _plane(ctx).list_models(request_id(ctx))]
+                for m in _plane(ctx).list_models(request_id(ctx), _caller(ctx))]
 
     @rpc(_returns=required(ServerStatus), **_OPS)
     def GetServerStatus(ctx):  # noqa: N802
         """Server version, uptime, readiness and the state of every model version."""
-        s = _plane(ctx).status(request_id(ctx))
+        s = _plane(ctx).status(request_id(ctx), _caller(ctx))
         return ServerStatus(
             server_version=s.server_version, uptime_seconds=s.uptime_seconds, ready=s.ready,
             models=[ModelVersionStatus(model_name=m.model_name, version=m.version, state=m.state,

@@ -82,11 +82,11 @@ def test_fault_classes_mirror_the_server_codes() -> None:
 
 def test_public_api_is_declared() -> None:
     assert sorted(tc.__all__) == sorted(
-        ["ClientError", "InferenceError", "InternalServerError", "InvalidInputError",
-         "MalformedRequestError", "ModelMetadata", "ModelNotFoundError", "ModelSummary",
-         "PredictClient", "PredictResult", "RequestTooLargeError", "ServerFault",
-         "ServerStatus", "TensorInfo", "TransportError", "UnavailableError", "from_wire",
-         "to_wire"])
+        ["AuthenticationFailedError", "ClientError", "InferenceError", "InternalServerError",
+         "InvalidInputError", "MalformedRequestError", "ModelMetadata", "ModelNotFoundError",
+         "ModelSummary", "NotAuthorizedError", "PredictClient", "PredictResult",
+         "RequestTooLargeError", "ServerFault", "ServerStatus", "TensorInfo", "TransportError",
+         "UnavailableError", "from_wire", "to_wire"])
 
 
 def test_walkthrough_example_runs(server) -> None:

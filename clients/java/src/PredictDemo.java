@@ -33,7 +33,8 @@ import tfsoap.predict.v1.TensorInfo;
 /**
  * Calls a tfsoap PredictService through the JAX-WS stubs that wsimport generates from the WSDL.
  *
- * <p>Usage: {@code PredictDemo ENDPOINT WSDL IMAGES [--model NAME] [--timeout-ms N]}
+ * <p>Usage: {@code PredictDemo ENDPOINT WSDL IMAGES [--model NAME] [--timeout-ms N]
+ * [--user U --password P [--auth basic|wsse|wsse-digest]]}
  *
  * <ul>
  *   <li>ENDPOINT: the service URL, for example {@code http://127.0.0.1:8080/} (it replaces the
@@ -60,6 +61,13 @@ import tfsoap.predict.v1.TensorInfo;
  * DONE
  * </pre>
  *
+ * <p>With {@code --user} and {@code --password}, every call authenticates: {@code basic} (the
+ * default) through {@code BindingProvider.USERNAME_PROPERTY}/{@code PASSWORD_PROPERTY}, which
+ * the JAX-WS runtime sends as HTTP Basic on every request; {@code wsse} and {@code wsse-digest}
+ * through {@link UsernameTokenHandler}. For an https ENDPOINT signed by a private CA, run java
+ * with {@code -Djavax.net.ssl.trustStore=truststore.p12 -Djavax.net.ssl.trustStorePassword=...}
+ * (a truststore made by {@code keytool -importcert} from the CA certificate).
+ *
  * <p>A transport failure (server down, timeout, HTTP error) prints {@code ERROR transport ...}
  * or {@code ERROR timeout ...} and exits with 3; an unexpected fault prints {@code ERROR fault
  * CODE ...} and exits with 4; bad arguments exit with 2.
@@ -83,9 +91,18 @@ public final class PredictDemo {
         List<String> positional = new ArrayList<>();
         String model = "digits";
         int timeoutMs = 30000;
+        String user = null;
+        String password = null;
+        String auth = "basic";
         for (int i = 0; i < args.length; i++) {
             if (args[i].equals("--model") && i + 1 < args.length) {
                 model = args[++i];
+            } else if (args[i].equals("--user") && i + 1 < args.length) {
+                user = args[++i];
+            } else if (args[i].equals("--password") && i + 1 < args.length) {
+                password = args[++i];
+            } else if (args[i].equals("--auth") && i + 1 < args.length) {
+                auth = args[++i];
             } else if (args[i].equals("--timeout-ms") && i + 1 < args.length) {
                 timeoutMs = Integer.parseInt(args[++i]);
             } else {
@@ -107,6 +124,9 @@ public final class PredictDemo {
         }
         try {
             PredictServicePortType port = connect(wsdl, positional.get(0), timeoutMs);
+            if (user != null && password != null) {
+                authenticate(port, user, password, auth);
+            }
             demo(port, model, images);
             System.out.println("DONE");
             return 0;
@@ -133,6 +153,24 @@ public final class PredictDemo {
         ctx.put(CONNECT_TIMEOUT, timeoutMs);
         ctx.put(REQUEST_TIMEOUT, timeoutMs);
         return port;
+    }
+
+    /** Every call on {@code port} authenticates as {@code user}: HTTP Basic or a UsernameToken. */
+    static void authenticate(PredictServicePortType port, String user, String password,
+                             String auth) {
+        BindingProvider bp = (BindingProvider) port;
+        if (auth.equals("basic")) {
+            bp.getRequestContext().put(BindingProvider.USERNAME_PROPERTY, user);
+            bp.getRequestContext().put(BindingProvider.PASSWORD_PROPERTY, password);
+            return;
+        }
+        if (!auth.equals("wsse") && !auth.equals("wsse-digest")) {
+            throw new IllegalArgumentException("--auth must be basic, wsse or wsse-digest");
+        }
+        @SuppressWarnings("rawtypes")
+        List<javax.xml.ws.handler.Handler> chain = bp.getBinding().getHandlerChain();
+        chain.add(new UsernameTokenHandler(user, password, auth.equals("wsse-digest")));
+        bp.getBinding().setHandlerChain(chain);
     }
 
     static void demo(PredictServicePortType port, String model, Matrix images)

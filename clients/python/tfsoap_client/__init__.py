@@ -9,12 +9,14 @@ from .client import (
     TensorInfo,
 )
 from .errors import (
+    AuthenticationFailedError,
     ClientError,
     InferenceError,
     InternalServerError,
     InvalidInputError,
     MalformedRequestError,
     ModelNotFoundError,
+    NotAuthorizedError,
     RequestTooLargeError,
     ServerFault,
     TransportError,
@@ -25,8 +27,9 @@ from .tensors import from_wire, to_wire
 __version__ = "0.1.0"
 
 __all__ = [
-    "ClientError", "InferenceError", "InternalServerError", "InvalidInputError",
-    "MalformedRequestError", "ModelMetadata", "ModelNotFoundError", "ModelSummary",
-    "PredictClient", "PredictResult", "RequestTooLargeError", "ServerFault", "ServerStatus",
-    "TensorInfo", "TransportError", "UnavailableError", "from_wire", "to_wire",
+    "AuthenticationFailedError", "ClientError", "InferenceError", "InternalServerError",
+    "InvalidInputError", "MalformedRequestError", "ModelMetadata", "ModelNotFoundError",
+    "ModelSummary", "NotAuthorizedError", "PredictClient", "PredictResult",
+    "RequestTooLargeError", "ServerFault", "ServerStatus", "TensorInfo", "TransportError",
+    "UnavailableError", "from_wire", "to_wire",
 ]

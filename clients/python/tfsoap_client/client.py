@@ -12,10 +12,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import requests
+import requests.auth
 import zeep
 import zeep.exceptions
 from lxml import etree
 from zeep.transports import Transport
+from zeep.wsse.username import UsernameToken
 
 from .errors import ClientError, InvalidInputError, TransportError, fault_class
 from .tensors import ENCODINGS, cast_for_signature, from_wire, inputs_to_wire
@@ -23,6 +25,8 @@ from .tensors import ENCODINGS, cast_for_signature, from_wire, inputs_to_wire
 TNS = "urn:tfsoap:predict:v1"
 SERVICE = "{%s}PredictService" % TNS
 PORT = "PredictServiceSoap"
+#: How a client with a user name and password authenticates.
+AUTH_MODES = ("basic", "wsse", "wsse-digest")
 
 
 @dataclass(frozen=True)
@@ -100,27 +104,48 @@ class PredictClient:
     With ``cast_inputs`` (the default), inputs are cast to the dtypes the model declares when
     the cast is safe (float64 arrays for a ``DT_FLOAT`` input, say); the model's metadata is
     asked once per model and version for that.
+
+    With ``username`` and ``password`` every call authenticates, as ``auth`` says: ``"basic"``
+    (HTTP Basic), ``"wsse"`` (WS-Security UsernameToken, PasswordText) or ``"wsse-digest"``
+    (PasswordDigest with a nonce and a timestamp); zeep's own ``UsernameToken`` writes the
+    header. ``verify`` (a CA bundle path, or False) and ``cert`` (client certificate and key
+    paths, for mutual TLS) go to the requests session.
     """
 
     def __init__(self, url: str, *, wsdl: str | None = None, timeout: float = 30.0,
                  encoding: str = "tensor_content", transport: Transport | None = None,
                  settings: zeep.Settings | None = None, plugins: Sequence[Any] = (),
-                 cast_inputs: bool = True) -> None:
+                 cast_inputs: bool = True,
+                 username: str | None = None, password: str | None = None,
+                 auth: str = "basic", verify: str | bool | None = None,
+                 cert: str | tuple[str, str] | None = None) -> None:
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        if auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of {AUTH_MODES}, got {auth!r}")
+        if (username is None) != (password is None):
+            raise ValueError("give both username and password, or neither")
         url, wsdl_url = split_wsdl_url(url)
         wsdl = wsdl or wsdl_url
         self.url = url
         self.encoding = encoding
         self.cast_inputs = cast_inputs
         self._input_dtypes: dict[tuple[str, int | None], dict[str, str]] = {}
+        wsse = None
         if transport is None:
-            session = requests.Session()
+            session = _Session(verify)
+            if cert is not None:
+                session.cert = cert
+            if username is not None and auth == "basic":
+                session.auth = requests.auth.HTTPBasicAuth(username, password or "")
             transport = Transport(session=session, timeout=timeout, operation_timeout=timeout)
+        if username is not None and auth != "basic":
+            wsse = UsernameToken(username, password, use_digest=auth == "wsse-digest",
+                                 zulu_timestamp=True)
         settings = settings or zeep.Settings(strict=True, xml_huge_tree=True)
         try:
-            self._zeep = zeep.Client(wsdl, transport=transport,
-                                     settings=settings, plugins=list(plugins))
+            self._zeep = zeep.Client(wsdl, transport=transport, settings=settings,
+                                     plugins=list(plugins), wsse=wsse)
         except (requests.RequestException, OSError) as exc:
             raise TransportError(f"cannot read the WSDL from {url}: {exc}") from exc
         except (zeep.exceptions.Error, etree.XMLSyntaxError) as exc:
@@ -229,6 +254,26 @@ class PredictClient:
                        for m in _items(s["models"], "ModelVersionStatus"))
         return ServerStatus(s["server_version"], float(s["uptime_seconds"]), bool(s["ready"]),
                             models)
+
+
+class _Session(requests.Session):
+    """A requests session whose ``verify`` (the CA bundle the caller named) is not replaced by
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` from the environment: requests lets those win
+    over a session's own ``verify`` (psf/requests#3829), so a private CA would be ignored."""
+
+    def __init__(self, verify: str | bool | None) -> None:
+        super().__init__()
+        self._pinned_verify = verify
+        if verify is not None:
+            self.verify = verify
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> dict[str, Any]:
+        merged: dict[str, Any] = super().merge_environment_settings(url, proxies, stream,
+                                                                    verify, cert)
+        if self._pinned_verify is not None and verify is None:
+            merged["verify"] = self._pinned_verify
+        return merged
 
 
 def split_wsdl_url(url: str) -> tuple[str, str]:

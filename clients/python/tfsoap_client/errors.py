@@ -8,6 +8,8 @@
     │   ├── InvalidInputError          Client.InvalidInput
     │   ├── MalformedRequestError      Client.MalformedRequest
     │   ├── RequestTooLargeError       Client.RequestTooLarge
+    │   ├── AuthenticationFailedError  Client.AuthenticationFailed (no, wrong or stale credentials)
+    │   ├── NotAuthorizedError         Client.NotAuthorized (the user's roles do not allow it)
     │   ├── UnavailableError           Server.Unavailable (retry later)
     │   ├── InferenceError             Server.InferenceError
     │   └── InternalServerError        Server.Internal, and any code not listed here
@@ -54,6 +56,14 @@ class RequestTooLargeError(ServerFault):
     code = "Client.RequestTooLarge"
 
 
+class AuthenticationFailedError(ServerFault):
+    code = "Client.AuthenticationFailed"
+
+
+class NotAuthorizedError(ServerFault):
+    code = "Client.NotAuthorized"
+
+
 class UnavailableError(ServerFault):
     code = "Server.Unavailable"
 
@@ -75,7 +85,7 @@ class TransportError(ClientError):
 FAULT_CLASSES: dict[str, type[ServerFault]] = {
     cls.code: cls for cls in (ModelNotFoundError, InvalidInputError, MalformedRequestError,
                               RequestTooLargeError, UnavailableError, InferenceError,
-                              InternalServerError)
+                              InternalServerError, AuthenticationFailedError, NotAuthorizedError)
 }
 
 
