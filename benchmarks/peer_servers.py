@@ -30,7 +30,10 @@ HERE = Path(__file__).resolve().parent
 VENVS = HERE / ".venvs"
 PEER_CODE = HERE / "peers"
 #: What each peer's environment installs (beyond the system's TensorFlow and NumPy).
-PACKAGES = {"flask": ["flask>=3,<4", "gunicorn>=23"], "mlserver": ["mlserver==1.7.*"]}
+#: uvloop 0.22 made ``asyncio.get_event_loop()`` raise in a new process, which MLServer 1.7's
+#: parallel workers call at start (they died with "There is no current event loop").
+PACKAGES = {"flask": ["flask>=3,<4", "gunicorn>=23"],
+            "mlserver": ["mlserver==1.7.*", "uvloop<0.22"]}
 
 
 class PeerUnavailable(RuntimeError):
@@ -95,7 +98,9 @@ class PeerProcess:
         return self.proc.pid
 
     def wait_ready(self, timeout: float = 180.0) -> None:
+        """Ready once 8 probes in a row (new connections, so any worker) answer 200."""
         deadline = time.monotonic() + timeout
+        in_a_row = 0
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise PeerUnavailable(f"{self.label} exited with {self.proc.returncode}:\n"
@@ -103,10 +108,12 @@ class PeerProcess:
             try:
                 with urllib.request.urlopen(
                         f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=5) as r:
-                    if r.status == 200:
+                    in_a_row = in_a_row + 1 if r.status == 200 else 0
+                    if in_a_row >= 8:
                         return
+                    continue
             except OSError:
-                pass
+                in_a_row = 0
             time.sleep(0.25)
         raise PeerUnavailable(f"{self.label} not ready within {timeout:.0f}s; see "
                               f"{self.log_path}")

@@ -8,8 +8,9 @@ with gunicorn, 2 sync worker processes, in a virtual environment of its own
 
 Configured by the environment: ``PEER_GRAPH`` (the frozen ``model.pb``), ``PEER_INPUT`` and
 ``PEER_OUTPUTS`` (tensor names), ``PEER_INTRA`` / ``PEER_INTER`` (TensorFlow threads). The
-session is made on the first request, in the worker process (TensorFlow does not survive a
-fork).
+session is made when a worker imports this module (gunicorn without ``--preload`` imports it
+in each worker after the fork: TensorFlow does not survive a fork), so a worker that answers
+is warm.
 """
 
 from __future__ import annotations
@@ -62,3 +63,7 @@ def predict(name: str) -> Any:
     return jsonify({"predictions": [
         {"probabilities": p.tolist(), "classes": int(c)}
         for p, c in zip(probabilities, classes)]})
+
+
+if "PEER_GRAPH" in os.environ:
+    _session()
