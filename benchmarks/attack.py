@@ -72,7 +72,7 @@ def hold(port: int, counts: dict[str, int], hold_s: float, trickle_s: float,
 
     def open_one(kind: str, now: float) -> None:
         try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=2)
+            s = socket.create_connection(("127.0.0.1", port), timeout=1)
             if FIRST[kind]:
                 s.sendall(FIRST[kind])
             s.setblocking(False)
@@ -84,8 +84,11 @@ def hold(port: int, counts: dict[str, int], hold_s: float, trickle_s: float,
         stats.opened[kind] += 1
 
     now = time.monotonic()
+    open_by = now + 30.0  # a server that stops accepting must not hold us here
     for kind in KINDS:
         for _ in range(counts.get(kind, 0)):
+            if time.monotonic() > open_by:
+                break
             open_one(kind, now)
     if ready is not None:
         ready.send("holding")
@@ -121,6 +124,8 @@ def hold(port: int, counts: dict[str, int], hold_s: float, trickle_s: float,
             conn.sock.close()
             stats.closed_by_server[conn.kind] += 1
         for conn in closed[:200]:  # at most 200 reconnects per tick: bounded work
+            if time.monotonic() > deadline:
+                break
             open_one(conn.kind, now)
         if now >= next_sample:
             samples.append(len(sel.get_map()))
