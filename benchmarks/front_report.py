@@ -26,7 +26,7 @@ def _cnn_b1(report: dict[str, Any], mode: str, enc: str) -> dict[int, dict[int, 
     out: dict[int, dict[int, dict[str, Any]]] = {}
     for r in report["served"]:
         if (r["model"], r["batch"], r["mode"], r["encoding"]) == (TARGETS_MODEL, 1, mode, enc):
-            out.setdefault(r["workers"], {})[r["concurrency"]] = r
+            out.setdefault(r.get("workers", 1), {})[r["concurrency"]] = r
     return out
 
 
@@ -130,7 +130,12 @@ def evaluate_issue9(report: dict[str, Any], before: dict[str, Any] | None,
                                attack["rss_growth_mib"], 50.0, False, "MiB"))
     else:
         targets.append(_target("under attack", None, 10.0, False, "ms", "not run"))
-    return {"baseline_session_run_b1_images_per_s": base,
+    others = sorted(r["other_cpu"] for r in [*report["served"], *report.get("peers", [])])
+    disturbed = {"median_other_cpu": statistics.median(others) if others else 0.0,
+                 "phases": len(others),
+                 "phases_over_0.3_cores": sum(1 for o in others if o > 0.3)}
+    return {"machine_disturbance": disturbed,
+            "baseline_session_run_b1_images_per_s": base,
             "baseline_session_run_b32_images_per_s":
                 report["inprocess"]["session_run"][TARGETS_MODEL].get("b32", {}).get(
                     "images_per_s"),
@@ -145,7 +150,7 @@ def one_worker_vs_before(report: dict[str, Any], before: dict[str, Any]) -> list
     out = []
     for r in report["served"]:
         k = (r["mode"], r["model"], r["batch"], r["encoding"], r["concurrency"])
-        if r["workers"] == 1 and k in prev and prev[k]["rps"] > 0:
+        if r.get("workers", 1) == 1 and k in prev and prev[k]["rps"] > 0:
             out.append({"key": "{}/{}/b{}/{}/c{}".format(*k), "before_rps": prev[k]["rps"],
                         "now_rps": r["rps"], "ratio": r["rps"] / prev[k]["rps"],
                         "before_cpu_ms_per_req": prev[k].get("server_cpu_ms_per_req"),
@@ -193,6 +198,12 @@ def print_issue9(report: dict[str, Any]) -> None:
               f"; attacker: opened {a['opened']}, closed by the server {a['closed_by_server']}, "
               f"open min {a['open_min']} mean {a['open_mean']:.0f}, connect failures "
               f"{a['connect_failures']}")
+    d = i9.get("machine_disturbance")
+    if d and d["phases_over_0.3_cores"]:
+        print(f"\n  NOTE: other processes used a median of {d['median_other_cpu']:.2f} cores "
+              f"during the phases ({d['phases_over_0.3_cores']} of {d['phases']} above 0.3): "
+              "the machine was shared, so rates and ratios are low and noisy, and the "
+              "comparison with an idle-machine 'before' says little.")
     print("\n== issue 9's targets ==")
     for t in i9["targets"]:
         mark = {True: "MET ", False: "MISS", None: "----"}[t["met"]]

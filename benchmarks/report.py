@@ -138,10 +138,10 @@ def print_report(report: dict[str, Any]) -> None:
           f"{'req/s':>6s} "
           f"{'img/s':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'x LMR':>6s} {'x SR':>5s} "
           f"{'srvCPU':>6s} {'ms/req':>6s} {'RSS MiB':>7s} {'err':>3s} {'other':>5s}")
-    for r in sorted(report["served"], key=lambda r: (r["mode"], r["workers"], r["model"],
+    for r in sorted(report["served"], key=lambda r: (r["mode"], r.get("workers", 1), r["model"],
                                                      r["batch"], r["encoding"],
                                                      r["concurrency"])):
-        print(f"  {r['mode']:8s} {r['workers']:1d} {r['model']:6s} {r['batch']:2d} "
+        print(f"  {r['mode']:8s} {r.get('workers', 1):1d} {r['model']:6s} {r['batch']:2d} "
               f"{r['encoding']:14s} "
               f"{r['concurrency']:2d} {r['rps']:6.0f} {r['images_per_s']:6.0f} "
               f"{r['p50_ms']:7.2f} {r['p99_ms']:7.2f} {r['x_loaded_model_run']:6.2f} "

@@ -277,6 +277,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="time budget: no more retries or waits once 70%% of it is spent")
     p.add_argument("--output", default=str(RESULTS / "latest.json"))
     p.add_argument("--label", default="", help="free text stored in the JSON (e.g. 'before')")
+    p.add_argument("--print", dest="print_only", metavar="JSON",
+                   help="measure nothing: print the tables of a saved run (issue 9's "
+                   "evaluated again against --before)")
     args = p.parse_args(argv)
     args.models = args.models or ("cnn" if args.quick else "digits,cnn")
     args.model_list = [MODELS[m] for m in args.models.split(",")]
@@ -345,8 +348,21 @@ def run_round(rnd: int, args: argparse.Namespace, runners: dict[str, Any],
     return inproc, codec
 
 
+def print_saved(args: argparse.Namespace) -> int:
+    """The tables of a saved run, issue 9's evaluated again (``--print``)."""
+    report = json.loads(Path(args.print_only).read_text())
+    before_path = Path(args.before)
+    before = json.loads(before_path.read_text()) if before_path.exists() else None
+    report["issue9"] = evaluate_issue9(report, before, str(before_path))
+    print_report(report)
+    print_issue9(report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.print_only:
+        return print_saved(args)
     started = args.started = time.monotonic()
     raise_nofile(8192)  # the servers (children) inherit it; the attack needs ~1,300 sockets
     tmp = tempfile.TemporaryDirectory(prefix="tfsoap-bench-")
