@@ -1,4 +1,8 @@
-"""``tfsoap serve`` in a process of its own, on a free loopback port, for the benchmark."""
+"""``tfsoap serve`` in a process of its own, on a free loopback port, for the benchmark.
+
+With ``--workers N`` the process is granian's manager and the N workers are its children: the
+load generator sums CPU and memory over the whole tree (``loadgen.tree_cpu_s``).
+"""
 
 from __future__ import annotations
 
@@ -24,12 +28,13 @@ class ServerProcess:
     """``tfsoap serve`` in a process of its own."""
 
     def __init__(self, store: Path, batching: str, intra: int, inter: int,
-                 extra: list[str], log_path: Path) -> None:
+                 extra: list[str], log_path: Path, workers: int = 1) -> None:
         self.port = free_port()
         self.batching = batching
+        self.workers = workers
         args = ["serve", "--model-store", str(store), "--host", "127.0.0.1",
                 "--port", str(self.port), "--intra-op-threads", str(intra),
-                "--inter-op-threads", str(inter),
+                "--inter-op-threads", str(inter), "--workers", str(workers),
                 "--batching" if batching == "on" else "--no-batching", *extra]
         self.command = ["tfsoap", *args]
         self.log_path = log_path
@@ -45,7 +50,9 @@ class ServerProcess:
         return self.proc.pid
 
     def wait_ready(self, timeout: float = 180.0) -> None:
+        # Each new connection may land on any worker: ready when several in a row say so.
         deadline = time.monotonic() + timeout
+        in_a_row = 0
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}; see "
@@ -53,10 +60,12 @@ class ServerProcess:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz",
                                             timeout=2) as r:
-                    if r.status == 200:
+                    in_a_row = in_a_row + 1 if r.status == 200 else 0
+                    if in_a_row > 4 * self.workers:
                         return
+                    continue
             except OSError:
-                pass
+                in_a_row = 0
             time.sleep(0.1)
         raise RuntimeError(f"server not ready within {timeout}s; see {self.log_path}")
 

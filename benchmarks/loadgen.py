@@ -5,9 +5,15 @@ A phase runs ``concurrency`` threads, each with one connection, as fast as the s
 (closed loop): a warm-up (connections opened, caches filled) that is not counted, then the
 measured window, bounded by time and by a request count. The generator also reads the server's
 CPU time (``/proc/<pid>/stat`` utime + stime) at both ends of the window and samples its
-resident memory (``VmRSS``) through it, and reads ``VmHWM`` (the peak) at the end. The CPU that
-neither the server nor the generator used (``other_cpu``, from ``/proc/stat``) tells whether
-something else ran on the machine meanwhile.
+resident memory (``VmRSS``) through it, and reads ``VmHWM`` (the peak) at the end, each summed
+over the server's whole process tree (``tfsoap serve`` runs granian's worker processes as its
+children; gunicorn and MLServer do the same). The CPU that neither the server nor the generator
+used (``other_cpu``, from ``/proc/stat``) tells whether something else ran on the machine
+meanwhile.
+
+The body is a SOAP ``Predict`` (``protocol`` ``soap``) or, for the peers, TF Serving's REST JSON
+(``tfserving_json``) or the V2 inference protocol's JSON (``v2_json``); ``soap_bodies`` builds
+them.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from soap_bodies import HEADERS, predict_body, sample_input
+from soap_bodies import request_body, sample_input
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -43,6 +49,8 @@ class PhaseSpec:
     warmup_s: float
     duration_s: float
     max_requests: int
+    protocol: str = "soap"
+    path: str = "/"
 
 
 @dataclass
@@ -77,6 +85,52 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14 and 15)
 
 
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from ``/proc/<pid>/task/*/children``), parents first."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children", encoding="ascii") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                pass
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (a process gone meanwhile
+    counts 0: the server's workers live as long as the server)."""
+    total = 0.0
+    for p in tree_pids(pid):
+        try:
+            total += proc_cpu_s(p)
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def tree_mem_mib(pid: int) -> dict[str, float]:
+    """``VmRSS`` and ``VmHWM`` (MiB) summed over ``pid`` and its descendants; the summed peaks
+    bound the tree's peak from above (each process peaks when it peaks)."""
+    out = {"VmRSS": 0.0, "VmHWM": 0.0, "processes": 0.0}
+    for p in tree_pids(pid):
+        try:
+            mem = proc_mem_mib(p)
+        except OSError:
+            continue
+        out["VmRSS"] += mem.get("VmRSS", 0.0)
+        out["VmHWM"] += mem.get("VmHWM", 0.0)
+        out["processes"] += 1
+    return out
+
+
 def machine_busy_s() -> float:
     """CPU seconds the whole machine has spent busy (all cores), from ``/proc/stat``."""
     with open("/proc/stat", encoding="ascii") as f:
@@ -98,9 +152,9 @@ def proc_mem_mib(pid: int) -> dict[str, float]:
 
 def run_phase(spec: PhaseSpec) -> PhaseResult:
     """Run one phase against a running server and measure it."""
-    body = predict_body(spec.model, spec.alias,
-                        sample_input((spec.batch, *spec.example_shape), seed=spec.batch),
-                        spec.encoding)
+    body, headers, expect = request_body(
+        spec.protocol, spec.model, spec.alias,
+        sample_input((spec.batch, *spec.example_shape), seed=spec.batch), spec.encoding)
     res = PhaseResult(request_bytes=len(body))
     start = time.perf_counter() + 0.05
     measure_from = start + spec.warmup_s
@@ -120,11 +174,11 @@ def run_phase(spec: PhaseSpec) -> PhaseResult:
                 t0 = time.perf_counter()
                 if t0 >= stop_at or (t0 >= measure_from and next(budget) >= spec.max_requests):
                     break
-                conn.request("POST", "/", body, HEADERS)
+                conn.request("POST", spec.path, body, headers)
                 resp = conn.getresponse()
                 data = resp.read()
                 t1 = time.perf_counter()
-                if resp.status != 200 or not data.rstrip().endswith(b"Envelope>"):
+                if resp.status != 200 or not expect(data):
                     errors.append(f"HTTP {resp.status}: {data[:600]!r}")
                     if resp.will_close:
                         conn.close()
@@ -144,13 +198,13 @@ def run_phase(spec: PhaseSpec) -> PhaseResult:
     barrier.wait()
     while time.perf_counter() < measure_from:
         time.sleep(0.005)
-    cpu0, ccpu0, busy0 = proc_cpu_s(spec.server_pid), time.process_time(), machine_busy_s()
+    cpu0, ccpu0, busy0 = tree_cpu_s(spec.server_pid), time.process_time(), machine_busy_s()
     t_cpu0 = time.perf_counter()
     rss_peak = 0.0
     while any(t.is_alive() for t in threads):
-        rss_peak = max(rss_peak, proc_mem_mib(spec.server_pid)["VmRSS"])
+        rss_peak = max(rss_peak, tree_mem_mib(spec.server_pid)["VmRSS"])
         time.sleep(0.02)
-    cpu1, ccpu1, busy1 = proc_cpu_s(spec.server_pid), time.process_time(), machine_busy_s()
+    cpu1, ccpu1, busy1 = tree_cpu_s(spec.server_pid), time.process_time(), machine_busy_s()
     t_cpu1 = time.perf_counter()
     for t in threads:
         t.join()
@@ -159,7 +213,7 @@ def run_phase(spec: PhaseSpec) -> PhaseResult:
     res.response_bytes = sizes[0] if sizes else 0
     res.requests = len(times)
     res.rss_peak_mib = rss_peak
-    res.hwm_mib = proc_mem_mib(spec.server_pid)["VmHWM"]
+    res.hwm_mib = tree_mem_mib(spec.server_pid)["VmHWM"]
     if not times:
         return res
     lat = np.array([t1 - t0 for t0, t1 in times]) * 1000.0

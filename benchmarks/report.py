@@ -1,8 +1,10 @@
-"""The benchmark's report: medians over rounds, the targets of issue 5, the printed table.
+"""The benchmark's report: medians over rounds, the targets of issues 5 and 9, the tables.
 
 Every served rate is shown as a ratio of two in-process baselines (``inprocess.py``):
-``LoadedModel.run``, what the server itself calls, and the naive ``Session.run`` loop. The
-targets are judged on the first, the stricter; the second is printed beside it.
+``LoadedModel.run``, what the server itself calls, and the naive ``Session.run`` loop. Issue 5's
+targets are judged on the first, the stricter; the second is printed beside it. Issue 9's
+table and targets (``evaluate_issue9``) use ``Session.run`` at batch 1, as the issue states
+them, for tfsoap and the peers alike.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ def served_rows(served_rounds: dict[str, list[dict[str, Any]]],
     """One row per phase: medians, and the ratios to each in-process baseline."""
     rows = []
     for key, rounds in served_rounds.items():
-        mode, model, b, enc, c = key.split("/")
+        mode, w, model, b, enc, c = key.split("/")
         batch = int(b[1:])
         row = median_dict(rounds)
         row.pop("extra", None)
-        row.update(mode=mode, model=model, batch=batch, encoding=enc, concurrency=int(c[1:]))
+        row.update(mode=mode, workers=int(w[1:]), model=model, batch=batch, encoding=enc,
+                   concurrency=int(c[1:]))
         for kind, _ in BASES:
             base = inproc[kind][model][f"b{batch}"]
             row[f"x_{kind}"] = row["images_per_s"] / base["images_per_s"]
@@ -52,11 +55,28 @@ def served_rows(served_rounds: dict[str, list[dict[str, Any]]],
     return rows
 
 
+def peer_rows(peer_rounds: dict[str, list[dict[str, Any]]],
+              inproc: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per peer and concurrency (CNN, batch 1): medians and the ratio to
+    ``Session.run`` at batch 1."""
+    rows = []
+    base = inproc["session_run"][TARGETS_MODEL]["b1"]["images_per_s"]
+    for key, rounds in peer_rounds.items():
+        peer, c = key.split("/")
+        row = median_dict(rounds)
+        row.pop("extra", None)
+        row.update(peer=peer, concurrency=int(c[1:]), x_session_run=row["rps"] / base)
+        row["rounds"] = [{k: r[k] for k in ("rps", "p50_ms", "p99_ms", "server_cpu",
+                                            "other_cpu")} for r in rounds]
+        rows.append(row)
+    return rows
+
+
 def _row(report: dict[str, Any], mode: str, batch: int, enc: str,
-         conc: int) -> dict[str, Any] | None:
+         conc: int, workers: int = 1) -> dict[str, Any] | None:
     for r in report["served"]:
-        if (r["mode"], r["model"], r["batch"], r["encoding"], r["concurrency"]) == (
-                mode, TARGETS_MODEL, batch, enc, conc):
+        if (r["mode"], r.get("workers", 1), r["model"], r["batch"], r["encoding"],
+                r["concurrency"]) == (mode, workers, TARGETS_MODEL, batch, enc, conc):
             return r
     return None
 
@@ -92,7 +112,7 @@ def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"c{conc} b1 tensor_content, batching on: served / in-process b1 rate",
             {k: r[f"x_{k}"] if r else None for k, _ in BASES}, 1.0, True, "x")
     for mode, mem in report["memory"].items():
-        add(f"peak RSS c32 / c1 (batching {mode})", {"": mem.get("ratio_max_vs_c1")}, 1.2,
+        add(f"peak RSS c32 / c1 ({mode})", {"": mem.get("ratio_max_vs_c1")}, 1.2,
             False, "x")
     return out
 
@@ -114,24 +134,27 @@ def print_report(report: dict[str, Any]) -> None:
               f"{fmt_rate(r['encode']):>13s}")
     print("\n== served, medians of %d rounds (x LMR / x SR: images/s over the in-process "
           "LoadedModel.run / Session.run rate at the same batch) ==" % s["rounds"])
-    print(f"  {'batching':8s} {'model':6s} {'b':>2s} {'encoding':14s} {'c':>2s} {'req/s':>6s} "
+    print(f"  {'batching':8s} {'w':>1s} {'model':6s} {'b':>2s} {'encoding':14s} {'c':>2s} "
+          f"{'req/s':>6s} "
           f"{'img/s':>6s} {'p50 ms':>7s} {'p99 ms':>7s} {'x LMR':>6s} {'x SR':>5s} "
           f"{'srvCPU':>6s} {'ms/req':>6s} {'RSS MiB':>7s} {'err':>3s} {'other':>5s}")
-    for r in sorted(report["served"], key=lambda r: (r["mode"], r["model"], r["batch"],
-                                                     r["encoding"], r["concurrency"])):
-        print(f"  {r['mode']:8s} {r['model']:6s} {r['batch']:2d} {r['encoding']:14s} "
+    for r in sorted(report["served"], key=lambda r: (r["mode"], r.get("workers", 1), r["model"],
+                                                     r["batch"], r["encoding"],
+                                                     r["concurrency"])):
+        print(f"  {r['mode']:8s} {r.get('workers', 1):1d} {r['model']:6s} {r['batch']:2d} "
+              f"{r['encoding']:14s} "
               f"{r['concurrency']:2d} {r['rps']:6.0f} {r['images_per_s']:6.0f} "
               f"{r['p50_ms']:7.2f} {r['p99_ms']:7.2f} {r['x_loaded_model_run']:6.2f} "
               f"{r['x_session_run']:5.2f} {r['server_cpu'] * 100:5.0f}% "
               f"{r['server_cpu_ms_per_req']:6.2f} {r['rss_peak_mib']:7.0f} {r['errors']:3.0f} "
               f"{r['other_cpu']:5.2f}")
-    print("\n== server peak resident memory (VmHWM after each concurrency block of round 1, "
-          "MiB) ==")
+    print("\n== server peak resident memory (VmHWM summed over the server's processes after "
+          "each concurrency block of round 1, MiB) ==")
     for mode, mem in report["memory"].items():
-        print(f"  batching {mode:3s}: " + ", ".join(
+        print(f"  batching {mode:6s}: " + ", ".join(
             f"{k} {v:.2f}" if k.startswith("ratio") else f"{k} {v:.0f}" for k, v in mem.items()))
-    print("\n== targets (model %s; ratios judged on LoadedModel.run, Session.run beside) ==" %
-          TARGETS_MODEL)
+    print("\n== issue 5's targets (model %s, one worker; ratios judged on LoadedModel.run, "
+          "Session.run beside) ==" % TARGETS_MODEL)
     for t in report["targets"]:
         parts = []
         for kind, v in t["by_baseline"].items():
