@@ -2,8 +2,11 @@
 
 The server runs in its own process (``tfsoap serve`` on the bundled digits model, 64 inputs,
 batch 1 with ``tensor_content``: the smallest request, where a per-request cost shows most);
-this process runs 8 closed-loop keep-alive clients on 127.0.0.1. Configurations alternate for
-several rounds and the medians are compared.
+this process runs 8 closed-loop keep-alive clients on 127.0.0.1. The four servers start once and
+the configurations take turns, round after round (the order alternates), so a busy moment of the
+machine falls on all of them; the medians of requests/s and of server CPU per request (summed
+over the server's process tree) are compared. CPU per request is the steadier figure on a shared
+machine.
 
     PYTHONPATH=. python benchmarks/observability_bench.py [--seconds 5] [--rounds 3]
 """
@@ -49,8 +52,25 @@ def serve(port: int, flags: list[str]) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not become ready")
 
 
-def load(port: int, body: bytes, seconds: float, threads: int = 8) -> float:
-    """Requests per second over ``seconds`` (after a 1 s warm-up), failures are fatal."""
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and its descendants (the server's workers)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in os.listdir(f"/proc/{p}/task"):
+                todo += [int(c) for c in
+                         Path(f"/proc/{p}/task/{task}/children").read_text().split()]
+        except OSError:
+            pass
+    return total
+
+
+def load(port: int, body: bytes, seconds: float, threads: int = 8) -> tuple[float, int]:
+    """Requests per second over ``seconds`` (after a 1 s warm-up) and the request count;
+    failures are fatal."""
     counts = [0] * threads
     failures = [0]
     start = threading.Event()
@@ -80,34 +100,48 @@ def load(port: int, body: bytes, seconds: float, threads: int = 8) -> float:
     for t in ts:
         t.join(60)
     assert failures[0] == 0, f"{failures[0]} failed requests"
-    return sum(counts) / elapsed
+    return sum(counts) / elapsed, sum(counts)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--port", type=int, default=18731)
     args = ap.parse_args()
     body = predict_body("digits", "images", sample_input((1, 64)), "tensor_content")
     rates: dict[str, list[float]] = {k: [] for k in CONFIGS}
-    for r in range(args.rounds):
-        for name, flags in CONFIGS.items():
-            proc = serve(args.port, flags)
-            try:
-                rates[name].append(load(args.port, body, args.seconds))
-            finally:
-                proc.terminate()
-                proc.wait(30)
-            print(f"round {r + 1} {name:10s} {rates[name][-1]:8.0f} req/s", flush=True)
+    cpu_ms: dict[str, list[float]] = {k: [] for k in CONFIGS}
+    procs = {name: (serve(args.port + i, flags), args.port + i)
+             for i, (name, flags) in enumerate(CONFIGS.items())}
+    try:
+        for r in range(args.rounds):
+            order = list(CONFIGS) if r % 2 == 0 else list(reversed(CONFIGS))
+            for name in order:
+                proc, port = procs[name]
+                before = tree_cpu_s(proc.pid)
+                rate, count = load(port, body, args.seconds)
+                rates[name].append(rate)
+                cpu_ms[name].append((tree_cpu_s(proc.pid) - before) * 1000 / max(count, 1))
+                print(f"round {r + 1} {name:10s} {rate:8.0f} req/s "
+                      f"{cpu_ms[name][-1]:.3f} ms CPU/request", flush=True)
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+            proc.wait(30)
     med = {k: statistics.median(v) for k, v in rates.items()}
-    print("\nconfig       req/s (median)   ratio to bare")
-    for k, v in med.items():
-        print(f"{k:12s} {v:10.0f}       {v / med['bare']:.3f}")
+    med_cpu = {k: statistics.median(v) for k, v in cpu_ms.items()}
+    print("\nconfig       req/s (median)  ratio to bare   CPU ms/request  ratio to bare")
+    for k in CONFIGS:
+        print(f"{k:12s} {med[k]:10.0f}       {med[k] / med['bare']:.3f}"
+              f"          {med_cpu[k]:.3f}          {med_cpu[k] / med_cpu['bare']:.3f}")
     out = Path(__file__).parent / "results" / "observability.json"
     out.write_text(json.dumps({"concurrency": 8, "seconds": args.seconds, "rounds": rates,
-                               "median": med,
-                               "ratio_to_bare": {k: v / med["bare"] for k, v in med.items()}},
+                               "cpu_ms_per_request": cpu_ms, "median": med,
+                               "median_cpu_ms": med_cpu,
+                               "ratio_to_bare": {k: v / med["bare"] for k, v in med.items()},
+                               "cpu_ratio_to_bare": {k: v / med_cpu["bare"]
+                                                     for k, v in med_cpu.items()}},
                               indent=2) + "\n")
     return 0
 
