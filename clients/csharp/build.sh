@@ -29,8 +29,8 @@ grep -q 'class PredictServicePortTypeClient' "$build/WcfProxy.cs" || {
     exit 1
 }
 mcs -nologo -nowarn:1591,0618 -out:"$build/PredictDemoAsmx.exe" \
-    -r:System.Web.Services.dll -r:System.Xml.dll \
+    -r:System.Web.Services.dll -r:System.Xml.dll -r:Mono.Security.dll \
     "$build/AsmxProxy.cs" "$here/src/DemoSupport.cs" "$here/src/PredictDemoAsmx.cs"
 mcs -nologo -nowarn:1591,0618 -out:"$build/PredictDemoWcf.exe" \
-    -r:System.ServiceModel.dll -r:System.Runtime.Serialization.dll \
+    -r:System.ServiceModel.dll -r:System.Runtime.Serialization.dll -r:Mono.Security.dll \
     "$build/WcfProxy.cs" "$here/src/DemoSupport.cs" "$here/src/PredictDemoWcf.cs"

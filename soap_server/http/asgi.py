@@ -167,7 +167,8 @@ class AsgiFront:
                     raise _Refused(500, MALFORMED_REQUEST, "the request body did not arrive "
                                    f"within {self.body_timeout_s:g} s")
                 try:
-                    message = await asyncio.wait_for(receive(), left)
+                    async with asyncio.timeout(left):  # no task per message, unlike wait_for
+                        message = await receive()
                 except TimeoutError:
                     continue
                 if message["type"] == "http.disconnect":
@@ -258,7 +259,8 @@ async def _discard(receive: Receive, max_bytes: int = 64 << 20, max_s: float = 2
         if remaining <= 0:
             return
         try:
-            message = await asyncio.wait_for(receive(), remaining)
+            async with asyncio.timeout(remaining):
+                message = await receive()
         except TimeoutError:
             return
         if message["type"] != "http.request" or not message.get("more_body", False):

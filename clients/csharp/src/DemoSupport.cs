@@ -6,19 +6,37 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Runtime.InteropServices;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
+using Mono.Security.Interface;
 
 namespace Tfsoap.Demo
 {
-    /// <summary>Command line: ENDPOINT IMAGES [--model NAME] [--timeout-ms N].</summary>
+    /// <summary>Command line: ENDPOINT IMAGES [--model NAME] [--timeout-ms N]
+    /// [--user U --password P [--auth MODE] [--no-preauthenticate]] [--ca ca.pem].</summary>
     public sealed class DemoOptions
     {
+        public const string Usage = " ENDPOINT IMAGES [--model NAME] [--timeout-ms N]"
+            + " [--user U --password P [--auth MODE] [--no-preauthenticate]] [--ca CA.pem]";
+
         public string Endpoint;
         public string ImagesPath;
         public string Model = "digits";
         public int TimeoutMs = 30000;
+        /// <summary>With Password: every call authenticates as this user.</summary>
+        public string User;
+        public string Password;
+        /// <summary>basic (HTTP Basic) or wsse (WS-Security UsernameToken, WCF only).</summary>
+        public string Auth = "basic";
+        /// <summary>ASMX: send Basic credentials with the first request (false: wait for the
+        /// server's 401 challenge, then resend).</summary>
+        public bool PreAuthenticate = true;
+        /// <summary>A PEM file with the CA certificate that signed the server's (https).</summary>
+        public string CaPath;
 
-        public static DemoOptions Parse(string[] args, string program)
+        public bool Authenticated { get { return User != null && Password != null; } }
+
+        public static DemoOptions Parse(string[] args, string program, params string[] authModes)
         {
             var o = new DemoOptions();
             var positional = new List<string>();
@@ -27,16 +45,60 @@ namespace Tfsoap.Demo
                     o.Model = args[++i];
                 else if (args[i] == "--timeout-ms" && i + 1 < args.Length)
                     o.TimeoutMs = int.Parse(args[++i], CultureInfo.InvariantCulture);
+                else if (args[i] == "--user" && i + 1 < args.Length)
+                    o.User = args[++i];
+                else if (args[i] == "--password" && i + 1 < args.Length)
+                    o.Password = args[++i];
+                else if (args[i] == "--auth" && i + 1 < args.Length)
+                    o.Auth = args[++i];
+                else if (args[i] == "--ca" && i + 1 < args.Length)
+                    o.CaPath = args[++i];
+                else if (args[i] == "--no-preauthenticate")
+                    o.PreAuthenticate = false;
                 else
                     positional.Add(args[i]);
             }
-            if (positional.Count != 2) {
-                Console.Error.WriteLine("usage: " + program + " ENDPOINT IMAGES [--model NAME] [--timeout-ms N]");
+            if (positional.Count != 2 || Array.IndexOf(authModes, o.Auth) < 0) {
+                Console.Error.WriteLine("usage: " + program + Usage
+                                        + " (--auth: " + string.Join(", ", authModes) + ")");
                 return null;
             }
             o.Endpoint = positional[0];
             o.ImagesPath = positional[1];
             return o;
+        }
+    }
+
+    /// <summary>Trust one private CA for https, on top of the system's roots.
+    /// Both proxies send through HttpWebRequest, whose TLS on Mono 6.8 is BoringSSL ("btls"):
+    /// the CA goes in as a trust anchor of the default TLS settings, and btls itself then
+    /// checks the whole chain (signatures, validity, key usage) and the host name, as it does
+    /// for a public CA. Not the usual .NET Framework recipe, a ServicePointManager callback
+    /// that builds an X509Chain with the CA in ExtraStore: Mono's managed X509Chain cannot read
+    /// EC keys ("Cannot decode public key from unknown OID '1.2.840.10045.2.1'", measured on
+    /// Mono 6.8 with the tests' P-256 certificates), so that callback could only accept a
+    /// chain it has not verified, which this demo will not do.</summary>
+    public static class TlsTrust
+    {
+        public static void TrustCa(string caPemPath)
+        {
+            X509Certificate2 ca = ReadPem(caPemPath);
+            MonoTlsSettings settings = MonoTlsSettings.CopyDefaultSettings();
+            settings.TrustAnchors = new X509CertificateCollection { ca };
+            MonoTlsSettings.DefaultSettings = settings;
+        }
+
+        /// <summary>The first certificate of a PEM file (DER between the BEGIN/END lines).</summary>
+        public static X509Certificate2 ReadPem(string path)
+        {
+            const string Begin = "-----BEGIN CERTIFICATE-----", End = "-----END CERTIFICATE-----";
+            string text = File.ReadAllText(path, Encoding.ASCII);
+            int b = text.IndexOf(Begin, StringComparison.Ordinal);
+            int e = b < 0 ? -1 : text.IndexOf(End, b, StringComparison.Ordinal);
+            if (b < 0 || e < 0)
+                throw new FormatException(path + ": no PEM certificate");
+            string base64 = text.Substring(b + Begin.Length, e - b - Begin.Length);
+            return new X509Certificate2(Convert.FromBase64String(base64));
         }
     }
 
@@ -135,7 +197,7 @@ namespace Tfsoap.Demo
     /// <summary>The output lines (one fact per line, keyword first) and exit codes.</summary>
     public static class Report
     {
-        public const int Ok = 0, Usage = 2, Transport = 3, Fault = 4;
+        public const int Ok = 0, Usage = 2, Transport = 3, Fault = 4, NotSupported = 5;
 
         [DllImport("libc", EntryPoint = "_exit")]
         static extern void UnixExit(int code);
@@ -199,6 +261,17 @@ namespace Tfsoap.Demo
                 }
                 Console.WriteLine(line.ToString());
             }
+        }
+
+        /// <summary>Something the runtime does not implement, as one line: the exception and
+        /// the framework method that threw it.</summary>
+        public static int Unsupported(Exception e)
+        {
+            string where = e.TargetSite == null ? "?"
+                : e.TargetSite.DeclaringType.FullName + "." + e.TargetSite.Name;
+            Console.WriteLine("ERROR unsupported " + e.GetType().Name + ": " + OneLine(e.Message)
+                              + " at " + where);
+            return NotSupported;
         }
 
         /// <summary>A transport failure as one line: the exception chain, no stack trace.</summary>

@@ -2,10 +2,15 @@
 // (System.Web.Services SoapHttpClientProtocol, namespace Tfsoap.Asmx).
 //
 //   mono PredictDemoAsmx.exe ENDPOINT IMAGES [--model NAME] [--timeout-ms N]
+//        [--user U --password P [--no-preauthenticate]] [--ca CA.pem]
 //
 // Same steps and output lines as clients/java/src/PredictDemo.java: list the models, read the
 // metadata, Predict with float_val and with tensor_content, and show the typed fault
 // (SoapException with the fault code and the ServiceFault detail) for an unknown model.
+// With --user/--password every call sends HTTP Basic credentials (Credentials and
+// PreAuthenticate; --no-preauthenticate waits for the server's 401 challenge and resends);
+// with --ca, https to a server whose certificate that CA signed (TlsTrust in DemoSupport.cs).
+// The ASMX stack has no WS-Security of its own (that was WSE 3.0, not in Mono): Basic only.
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -27,18 +32,29 @@ namespace Tfsoap.Demo
 
         static int Run(string[] args)
         {
-            DemoOptions o = DemoOptions.Parse(args, "PredictDemoAsmx.exe");
+            DemoOptions o = DemoOptions.Parse(args, "PredictDemoAsmx.exe", "basic");
             if (o == null)
                 return Report.Usage;
             Matrix images;
             try {
                 images = Matrix.Read(o.ImagesPath);
-            } catch (Exception e) when (e is IOException || e is FormatException) {
+                if (o.CaPath != null)
+                    TlsTrust.TrustCa(o.CaPath);
+            } catch (Exception e) when (e is IOException || e is FormatException
+                                        || e is System.Security.Cryptography.CryptographicException) {
                 Console.WriteLine("ERROR input " + Report.OneLine(e.Message));
                 return Report.Usage;
             }
             // The proxy's Url comes from the WSDL's address; the endpoint given wins.
             var service = new PredictService { Url = o.Endpoint, Timeout = o.TimeoutMs };
+            if (o.Authenticated) {
+                // HTTP Basic on every call. PreAuthenticate sends the Authorization header
+                // without waiting for a 401; without it, each request first goes out bare,
+                // gets the server's 401 challenge (WWW-Authenticate: Basic realm="tfsoap")
+                // and is sent again with the credentials.
+                service.Credentials = new NetworkCredential(o.User, o.Password);
+                service.PreAuthenticate = o.PreAuthenticate;
+            }
             try {
                 Demo(service, o.Model, images);
                 Console.WriteLine("DONE");

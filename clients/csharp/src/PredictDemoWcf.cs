@@ -2,6 +2,7 @@
 // (ClientBase<PredictServicePortType>, data contracts in namespace tfsoap.predict.v1).
 //
 //   mono PredictDemoWcf.exe ENDPOINT IMAGES [--model NAME] [--timeout-ms N]
+//        [--user U --password P [--auth basic|wsse]] [--ca CA.pem]
 //
 // Same steps and output lines as clients/java/src/PredictDemo.java. Two things Mono's svcutil
 // leaves out are made up for here, without editing the generated file:
@@ -10,6 +11,10 @@
 //   to read any fault with a detail (it expects ExceptionDetail);
 // - it maps the optional <version> to a plain long that is always sent, so a call cannot leave
 //   it out to mean "latest": this program sends the latest_version that ListModels reports.
+// With --user/--password every call authenticates through ClientCredentials.UserName:
+// --auth basic is HTTP Basic (BasicHttpSecurityMode.Transport over https,
+// TransportCredentialOnly over http); --auth wsse is a WS-Security UsernameToken
+// (TransportWithMessageCredential, https only). --ca trusts a private CA (TlsTrust).
 using System;
 using System.Collections.Generic;
 using System.IO;
@@ -40,23 +45,36 @@ namespace Tfsoap.Demo
 
         static int Run(string[] args)
         {
-            DemoOptions o = DemoOptions.Parse(args, "PredictDemoWcf.exe");
+            DemoOptions o = DemoOptions.Parse(args, "PredictDemoWcf.exe", "basic", "wsse");
             if (o == null)
                 return Report.Usage;
             Matrix images;
             try {
                 images = Matrix.Read(o.ImagesPath);
-            } catch (Exception e) when (e is IOException || e is FormatException) {
+                if (o.CaPath != null)
+                    TlsTrust.TrustCa(o.CaPath);
+            } catch (Exception e) when (e is IOException || e is FormatException
+                                        || e is System.Security.Cryptography.CryptographicException) {
                 Console.WriteLine("ERROR input " + Report.OneLine(e.Message));
                 return Report.Usage;
             }
             TimeSpan timeout = TimeSpan.FromMilliseconds(o.TimeoutMs);
-            var binding = new BasicHttpBinding {
-                MaxReceivedMessageSize = 64 * 1024 * 1024,
-                OpenTimeout = timeout, SendTimeout = timeout, ReceiveTimeout = timeout, CloseTimeout = timeout,
-            };
+            BasicHttpBinding binding = Binding(o);
+            binding.MaxReceivedMessageSize = 64 * 1024 * 1024;
+            binding.OpenTimeout = binding.SendTimeout = binding.ReceiveTimeout = binding.CloseTimeout = timeout;
             binding.ReaderQuotas.MaxArrayLength = 64 * 1024 * 1024;
-            var client = new PredictServicePortTypeClient(binding, new EndpointAddress(o.Endpoint));
+            PredictServicePortTypeClient client;
+            try {
+                client = new PredictServicePortTypeClient(binding, new EndpointAddress(o.Endpoint));
+            } catch (ArgumentException e) {
+                // e.g. an http:// address with a binding that needs https
+                Console.WriteLine("ERROR input " + Report.OneLine(e.Message));
+                return Report.Usage;
+            }
+            if (o.Authenticated) {
+                client.ClientCredentials.UserName.UserName = o.User;
+                client.ClientCredentials.UserName.Password = o.Password;
+            }
             AddFaultContracts(client.Endpoint.Contract);
             try {
                 Demo(client, o.Model, images);
@@ -77,7 +95,34 @@ namespace Tfsoap.Demo
             } catch (CommunicationException e) {
                 client.Abort();
                 return Report.TransportError(IsTimeout(e) ? "timeout" : "transport", e);
+            } catch (System.Net.WebException e) {
+                // Mono's WCF lets an HTTP 401 (no credentials sent) out unwrapped.
+                client.Abort();
+                return Report.TransportError("transport", e);
+            } catch (NotImplementedException e) {
+                // Mono 6.8's WCF has no message security: TransportWithMessageCredential
+                // fails here, in SecurityBindingElement.CanBuildChannelFactory, before any
+                // request is sent (and leaves the factory half-open: no Abort, it would throw).
+                return Report.Unsupported(e);
             }
+        }
+
+        /// <summary>The binding for the options: no security, HTTP Basic, or a UsernameToken.</summary>
+        static BasicHttpBinding Binding(DemoOptions o)
+        {
+            bool https = o.Endpoint.StartsWith("https:", StringComparison.OrdinalIgnoreCase);
+            if (!o.Authenticated)
+                return new BasicHttpBinding(https ? BasicHttpSecurityMode.Transport : BasicHttpSecurityMode.None);
+            if (o.Auth == "wsse") {
+                // UsernameToken (PasswordText) in a wsse:Security header, over https.
+                var wsse = new BasicHttpBinding(BasicHttpSecurityMode.TransportWithMessageCredential);
+                wsse.Security.Message.ClientCredentialType = BasicHttpMessageCredentialType.UserName;
+                return wsse;
+            }
+            var basic = new BasicHttpBinding(https ? BasicHttpSecurityMode.Transport
+                                                   : BasicHttpSecurityMode.TransportCredentialOnly);
+            basic.Security.Transport.ClientCredentialType = HttpClientCredentialType.Basic;
+            return basic;
         }
 
         /// <summary>Declare the ServiceFault detail on every operation, as the WSDL does.</summary>
