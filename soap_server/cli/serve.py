@@ -36,15 +36,16 @@ def add_serve(sub: Any) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from model_store import bundled_store_path
 
-    from ..app import serve
+    from ..app import check_before_workers, serve
     from ..http import scheme_of, url_of
     from ..observability import configure_logging
 
     cli_values = {f.name: getattr(args, f.name) for f in fields(Settings)}
     settings = load_settings(cli_values, config_file=args.config)
+    settings = dataclasses.replace(settings, port=_claim_port(settings.host, settings.port))
+    check_before_workers(settings)  # what would stop every worker: one error line, exit 2
     configure_logging(settings)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    settings = dataclasses.replace(settings, port=_claim_port(settings.host, settings.port))
     url = settings.public_url or url_of(settings.host, settings.port,
                                                 scheme_of(settings))
     store = Path(settings.model_store or bundled_store_path()).resolve()
