@@ -106,7 +106,8 @@ def build_app(settings: Settings) -> ServerApp:
     if not os.path.isdir(store):
         raise SettingsError(f"model store {store} is not a folder")
     metrics = Metrics() if settings.metrics else None
-    registry = ModelRegistry(ModelRepository(store), registry_settings(settings),
+    registry = ModelRegistry(ModelRepository(store, settings.follow_symlinks),
+                             registry_settings(settings),
                              **({"observer": metrics} if metrics else {}))
     dataplane = DataPlane(registry, __version__, settings.request_timeout_s,
                           access_log=settings.access_log,
