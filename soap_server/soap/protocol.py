@@ -3,9 +3,10 @@
 - Requests are parsed with entities unresolved, no network and no DTD; any DOCTYPE is refused
   with ``Client.MalformedRequest`` (FACTS.md: stock Spyne with the lxml validator answers one
   with a plain 500 page).
-- ``Predict`` requests are decoded straight from the lxml tree by ``codec`` into numpy arrays,
-  and ``Predict`` responses are written as bytes by ``codec``; Spyne still routes the call and
-  publishes the typed WSDL that Java and C# clients use.
+- ``Predict`` requests are decoded straight from the lxml tree by ``codec`` into numpy arrays
+  (on the fast path, big typed lists straight from the bytes by ``value_lists``, so the tree
+  stays small), and ``Predict`` responses are written as bytes by ``codec``; Spyne still
+  routes the call and publishes the typed WSDL that Java and C# clients use.
 - Every fault is written by ``faults.fault_envelope`` with the ``ServiceFault`` detail.
 - ``PredictFastPath`` answers plain ``Predict`` requests without Spyne's per-request machinery
   (method contexts, events, a second parse for ``xml:id`` references): the same decoding,
