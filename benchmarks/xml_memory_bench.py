@@ -5,7 +5,9 @@ the same resident size) serving ``echo_float`` (``y = identity(x)``, ``z = size(
 request asks only for ``z`` so the responses stay small and the memory measured is the request's.
 
 Memory variants (``--mib`` MB bodies, default 30): the typed list (``float_val``) without a
-header, with an empty ``<soapenv:Header/>``, with the WS-Addressing headers zeep sends, in
+header (its items back to back: read from the bytes, ``soap.value_lists``), the same with each
+item on a line of its own (``typed_pretty``: parsed as a tree, the path every typed request
+took before), with an empty ``<soapenv:Header/>``, with the WS-Addressing headers zeep sends, in
 ISO-8859-1 (always through Spyne's pipeline), and as ``tensor_content``; each sends
 ``--serial`` requests one after the other, then ``--rounds`` rounds
 of ``--concurrent`` at once, and reads the server's ``VmRSS`` before, after each stage and after a
@@ -59,13 +61,17 @@ def wsa_header(address: str) -> str:
             f"<wsa:To>{address}</wsa:To></soapenv:Header>")
 
 
-def body(arr: np.ndarray, encoding: str, header: str = "") -> bytes:
-    """A ``Predict`` of ``arr`` as ``x`` to ``echo_float`` asking only for ``z``."""
+def body(arr: np.ndarray, encoding: str, header: str = "", pretty: bool = False) -> bytes:
+    """A ``Predict`` of ``arr`` as ``x`` to ``echo_float`` asking only for ``z`` (``pretty``:
+    each typed item on a line of its own, which the server parses as a tree)."""
+    tensor = tensor_xml('x', arr, encoding)
+    if pretty:
+        tensor = tensor.replace("</float><float>", "</float>\n  <float>")
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}">{header}<soapenv:Body>'
         f'<Predict xmlns="{TNS}"><model_name>echo_float</model_name>'
-        f"<inputs>{tensor_xml('x', arr, encoding)}</inputs>"
+        f"<inputs>{tensor}</inputs>"
         "<output_filter><string>z</string></output_filter></Predict>"
         "</soapenv:Body></soapenv:Envelope>").encode()
 
@@ -98,8 +104,33 @@ def post(port: int, data: bytes, conn: http.client.HTTPConnection | None = None
             c.close()
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants: ``tfsoap serve`` runs its server in worker processes."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children", encoding="ascii") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def tree_mem(pid: int, key: str) -> float:
+    """``VmRSS`` or ``VmHWM`` summed over the server's processes, MiB."""
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            total += proc_mem_mib(p)[key]
+        except (OSError, KeyError):
+            pass
+    return round(total, 1)
+
+
 def rss(pid: int) -> float:
-    return round(proc_mem_mib(pid)["VmRSS"], 1)
+    return tree_mem(pid, "VmRSS")
 
 
 def memory_variant(store: Path, name: str, data: bytes, serial: int, rounds: int,
@@ -136,7 +167,7 @@ def memory_variant(store: Path, name: str, data: bytes, serial: int, rounds: int
         out["after_rounds_mib"] = round_rss
         time.sleep(2.0)
         out["settled_mib"] = rss(srv.pid)
-        out["peak_mib"] = round(proc_mem_mib(srv.pid)["VmHWM"], 1)
+        out["peak_mib"] = tree_mem(srv.pid, "VmHWM")
         out["errors"] = errors
         in_flight = len(data) * max(1, concurrent)
         out["peak_bytes_per_request_byte"] = round(
@@ -210,7 +241,7 @@ def main() -> int:
     ap.add_argument("--small-requests", type=int, default=1000)
     ap.add_argument("--only", default="", help="comma-separated: memory,attrs,speed")
     ap.add_argument("--variants",
-                    default="typed,typed_header,typed_wsa,typed_latin1,tensor_content")
+                    default="typed,typed_pretty,typed_header,typed_wsa,typed_latin1,tensor_content")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "xml_memory.json"))
     args = ap.parse_args()
@@ -229,6 +260,7 @@ def main() -> int:
             packed_arr = np.random.default_rng(2).random((1, n_packed), dtype=np.float32)
             variants = {
                 "typed": lambda: body(typed_arr, "float_val"),
+                "typed_pretty": lambda: body(typed_arr, "float_val", pretty=True),
                 "typed_header": lambda: body(typed_arr, "float_val", "<soapenv:Header/>"),
                 "typed_wsa": lambda: body(typed_arr, "float_val",
                                           wsa_header("http://127.0.0.1/")),

@@ -131,7 +131,8 @@ def build_app(settings: Settings) -> ServerApp:
     for warning in security_warnings(settings):
         log.warning("security: %s", warning)
     metrics = Metrics() if settings.metrics else None
-    registry = ModelRegistry(ModelRepository(store), registry_settings(settings),
+    registry = ModelRegistry(ModelRepository(store, settings.follow_symlinks),
+                             registry_settings(settings),
                              **({"observer": metrics} if metrics else {}))
     dataplane = DataPlane(registry, __version__, settings.request_timeout_s,
                           access_log=settings.access_log,

@@ -29,6 +29,9 @@ class Settings:
 
     model_store: str = ""
     """Folder of the model store; empty means the bundled demo store."""
+    follow_symlinks: str = "inside"
+    """Symbolic links in the model store: ``inside`` follows those that stay in the store and
+    skips (with a WARNING) those that lead out of it; ``never`` skips every one."""
     host: str = "127.0.0.1"
     """Address to listen on; ``0.0.0.0`` for every interface."""
     port: int = 8080
@@ -192,7 +195,8 @@ class Settings:
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
         for name, allowed in (("admin_reload", ("off", "loopback", "on")),
-                              ("log_format", ("text", "json"))):
+                              ("log_format", ("text", "json")),
+                              ("follow_symlinks", ("never", "inside"))):
             if getattr(self, name) not in allowed:
                 raise SettingsError(f"{name} must be one of {', '.join(allowed)}")
         if self.lockout_failures < 0 or self.nonce_cache_size < 1:

@@ -18,8 +18,9 @@ api=$api:/usr/share/java/javax.xml.soap-api.jar
 
 rm -rf "$build/generated" "$build/classes"
 mkdir -p "$build/generated" "$build/classes"
-# -p: one fixed Java package for the contract; -Xnocompile: javac below compiles everything.
-wsimport -quiet -Xnocompile -encoding UTF-8 -p tfsoap.predict.v1 \
+# -p: one fixed Java package for the contract; -b: bindings.xml keeps the contract's enum
+# names (DataType.DT_INT64, not JAXB's DT_INT_64); -Xnocompile: javac below compiles everything.
+wsimport -quiet -Xnocompile -encoding UTF-8 -p tfsoap.predict.v1 -b "$here/bindings.xml" \
     -s "$build/generated" -d "$build/classes" "$wsdl"
 javac -nowarn -encoding UTF-8 -cp "$api" -d "$build/classes" \
     $(find "$build/generated" -name '*.java') "$here/src/PredictDemo.java" \

@@ -2,6 +2,12 @@
 
 Reading lists models and versions; writing puts a whole version in place with one ``rename``,
 so a reader never sees half a model and a failed write leaves the store as it was.
+
+Symbolic links: a model folder, version folder or model file that is a link is followed only
+when ``follow_symlinks`` is ``inside`` (the default) and it resolves to a path inside the store
+(aliases, a version shared by two models); one that leads out of the store, is broken or loops,
+or any link under ``never``, is skipped with one WARNING naming it relative to the store, so a
+link planted in the store cannot make the server read (and serve) a file from elsewhere.
 """
 
 from __future__ import annotations
@@ -71,11 +77,40 @@ class StoredVersion:
             raise StoreError(f"cannot read {self.graph_path}: {exc.strerror}") from None
 
 
+FOLLOW_SYMLINKS = ("never", "inside")
+
+
 class ModelRepository:
     """A model store folder: list, find and atomically add model versions."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], follow_symlinks: str = "inside") -> None:
+        if follow_symlinks not in FOLLOW_SYMLINKS:
+            raise ValueError(f"follow_symlinks must be one of {', '.join(FOLLOW_SYMLINKS)}, "
+                             f"got {follow_symlinks!r}")
         self.root = Path(root)
+        self.follow_symlinks = follow_symlinks
+        self._warned: set[Path] = set()
+
+    def _admit(self, path: Path) -> bool:
+        """Whether ``path`` (in the store) may be read: not a link, or a link followed by the
+        ``follow_symlinks`` policy."""
+        if not path.is_symlink():
+            return True
+        why = "is a symbolic link and follow_symlinks is 'never'"
+        if self.follow_symlinks == "inside":
+            try:
+                target = path.resolve(strict=True)
+                inside = target.is_relative_to(self.root.resolve(strict=True))
+            except (OSError, RuntimeError):  # broken, a loop, or unreadable
+                inside, why = False, "is a symbolic link that is broken or loops"
+            else:
+                why = "is a symbolic link that leads out of the store"
+            if inside:
+                return True
+        if path not in self._warned:  # once per path: the store is polled every few seconds
+            self._warned.add(path)
+            log.warning("model store: skipping %s: it %s", path.relative_to(self.root), why)
+        return False
 
     def __repr__(self) -> str:
         return f"ModelRepository({str(self.root)!r})"
@@ -85,17 +120,19 @@ class ModelRepository:
         if not self.root.is_dir():
             raise StoreError(f"model store {self.root} is not a folder")
         return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and _NAME.match(p.name) and self.versions(p.name))
+                      if _NAME.match(p.name) and p.is_dir() and self.versions(p.name))
 
     def versions(self, name: str) -> list[StoredVersion]:
-        """The complete versions of ``name`` (both files present), lowest first."""
+        """The complete versions of ``name`` (both files present, and no link the
+        ``follow_symlinks`` policy refuses), lowest first."""
         folder = self.root / validate_name(name)
-        if not folder.is_dir():
+        if not folder.is_dir() or not self._admit(folder):
             return []
         found = []
         for p in folder.iterdir():
             if p.is_dir() and _VERSION.match(p.name) and (p / GRAPH_FILE).is_file() \
-                    and (p / SIGNATURE_FILE).is_file():
+                    and (p / SIGNATURE_FILE).is_file() and self._admit(p) \
+                    and self._admit(p / GRAPH_FILE) and self._admit(p / SIGNATURE_FILE):
                 found.append(StoredVersion(name, int(p.name), p))
         return sorted(found, key=lambda v: v.version)
 

@@ -2,7 +2,8 @@
 the WSDL, and the Spyne service.
 
 ``types`` and ``service`` declare the contract to Spyne (which writes the WSDL and routes the
-operations); ``codec`` reads and writes tensors straight from and to the XML; ``protocol`` is
+operations); ``codec`` reads and writes tensors straight from and to the XML, with
+``value_lists`` reading big typed value lists from the request bytes; ``protocol`` is
 the Predict fast path from request bytes to response bytes; ``faults`` maps ``model_store``'s
 errors to SOAP faults in one table; ``wsdl`` post-processes Spyne's WSDL for Java and .NET
 toolchains; ``namespaces`` holds the contract's names. No TensorFlow, no HTTP.

@@ -13,7 +13,7 @@ import base64
 import binascii
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -24,6 +24,7 @@ from model_store.store import NUMPY_BY_DTYPE, dtype_name
 
 from .faults import MalformedRequestError
 from .namespaces import TNS
+from .value_lists import cut_values
 
 _T = "{%s}" % TNS
 
@@ -118,15 +119,28 @@ def _parse_values(texts: list[str], dtype: str, where: str) -> np.ndarray:
                       for t in (x.strip() for x in texts)]
             return arr
         if np_dtype.kind in "iu":
-            wide = np.array(texts, dtype=np.int64)
-            if wide.size and (wide.min() < np.iinfo(np_dtype).min
-                              or wide.max() > np.iinfo(np_dtype).max):
-                raise InvalidInputError(f"{where} holds values out of range for {dtype}")
-            return wide.astype(np_dtype)
+            return _narrow(np.array(texts, dtype=np.int64), dtype, where)
         return np.array(texts, dtype=np_dtype)
     except (ValueError, KeyError, OverflowError, binascii.Error) as exc:
         raise InvalidInputError(f"{where} holds a value that is not a valid {dtype}: "
                                 f"{str(exc)[:120]}") from None
+
+
+def _narrow(wide: np.ndarray, dtype: str, where: str) -> np.ndarray:
+    """int64 values as ``dtype``, refused when one is out of its range."""
+    np_dtype = NUMPY_BY_DTYPE[dtype]
+    if wide.size and (wide.min() < np.iinfo(np_dtype).min or wide.max() > np.iinfo(np_dtype).max):
+        raise InvalidInputError(f"{where} holds values out of range for {dtype}")
+    return wide.astype(np_dtype)
+
+
+def _cast_cut(values: np.ndarray, dtype: str, where: str) -> np.ndarray:
+    """Values ``value_lists`` read (float64 or int64) as ``dtype``: the same numbers as
+    ``_parse_values`` gives from the texts (numpy parses a float text through a double too)."""
+    if values.dtype.kind == "i":
+        return _narrow(values, dtype, where)
+    with np.errstate(over="ignore"):  # 1e39 is inf as a DT_FLOAT, without a warning
+        return values.astype(NUMPY_BY_DTYPE[dtype], copy=False)
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -134,8 +148,11 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def decode_tensor(el: etree._Element, index: int = 0) -> WireTensor:
-    """Decode one ``Tensor`` element; raise a client error for anything malformed."""
+def decode_tensor(el: etree._Element, index: int = 0,
+                  lists: Sequence[np.ndarray] | None = None) -> WireTensor:
+    """Decode one ``Tensor`` element; raise a client error for anything malformed.
+
+    ``lists`` are the value lists ``value_lists.cut_value_lists`` read from the bytes."""
     where = f"tensor #{index + 1}"
     fields: dict[str, etree._Element] = {}
     for child in el:
@@ -200,21 +217,26 @@ def decode_tensor(el: etree._Element, index: int = 0) -> WireTensor:
     if dtype not in VALUE_FIELDS[field][1]:
         raise InvalidInputError(f"{where} has dtype {dtype} but carries {field}; "
                                 f"{dtype} values go in {FIELD_BY_DTYPE[dtype]}")
-    texts = _texts(fields[field], VALUE_FIELDS[field][0], f"{where} <{field}>")
-    if len(texts) != count:
-        raise InvalidInputError(f"{where} has {len(texts)} values in {field}, shape "
+    cut = cut_values(fields[field], lists)
+    texts = _texts(fields[field], VALUE_FIELDS[field][0], f"{where} <{field}>") \
+        if cut is None else []
+    found = len(texts) if cut is None else cut.size
+    if found != count:
+        raise InvalidInputError(f"{where} has {found} values in {field}, shape "
                                 f"{list(shape)} needs {count}")
-    return WireTensor(name, _parse_values(texts, dtype, f"{where} <{field}>").reshape(shape),
-                      False)
+    values = _parse_values(texts, dtype, f"{where} <{field}>") if cut is None \
+        else _cast_cut(cut, dtype, f"{where} <{field}>")
+    return WireTensor(name, values.reshape(shape), False)
 
 
-def decode_tensors(parent: etree._Element, where: str) -> list[WireTensor]:
+def decode_tensors(parent: etree._Element, where: str,
+                   lists: Sequence[np.ndarray] | None = None) -> list[WireTensor]:
     """Decode every ``Tensor`` item of a ``TensorArray`` element."""
     out = []
     for i, child in enumerate(parent):
         if _local(child, where) != "Tensor":
             raise MalformedRequestError(f"{where} may only hold <Tensor> items")
-        out.append(decode_tensor(child, i))
+        out.append(decode_tensor(child, i, lists))
     return out
 
 

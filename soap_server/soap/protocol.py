@@ -3,9 +3,10 @@
 - Requests are parsed with entities unresolved, no network and no DTD; any DOCTYPE is refused
   with ``Client.MalformedRequest`` (FACTS.md: stock Spyne with the lxml validator answers one
   with a plain 500 page).
-- ``Predict`` requests are decoded straight from the lxml tree by ``codec`` into numpy arrays,
-  and ``Predict`` responses are written as bytes by ``codec``; Spyne still routes the call and
-  publishes the typed WSDL that Java and C# clients use.
+- ``Predict`` requests are decoded straight from the lxml tree by ``codec`` into numpy arrays
+  (on the fast path, big typed lists straight from the bytes by ``value_lists``, so the tree
+  stays small), and ``Predict`` responses are written as bytes by ``codec``; Spyne still
+  routes the call and publishes the typed WSDL that Java and C# clients use.
 - Every fault is written by ``faults.fault_envelope`` with the ``ServiceFault`` detail.
 - ``PredictFastPath`` answers plain ``Predict`` requests without Spyne's per-request machinery
   (method contexts, events, a second parse for ``xml:id`` references): the same decoding,
@@ -26,9 +27,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 from xml.sax.saxutils import escape
 
+import numpy as np
 from lxml import etree
 from spyne.model.fault import Fault
 from spyne.protocol.soap import Soap11
@@ -39,6 +41,7 @@ from .codec import WireTensor, decode_tensors, encode_tensors
 from .envelope import TRIM_FROM, check_envelope, give_back_memory, is_utf8, prescan
 from .faults import EdgeError, MalformedRequestError, fault_envelope, to_fault
 from .namespaces import TNS
+from .value_lists import cut_value_lists
 
 log = logging.getLogger(__name__)
 _T = "{%s}" % TNS
@@ -77,8 +80,9 @@ def _text(el: etree._Element) -> str:
     return (el.text or "").strip()
 
 
-def decode_predict(body: etree._Element) -> list[Any]:
-    """The ``Predict`` wrapper as the method's arguments, tensors decoded to numpy."""
+def decode_predict(body: etree._Element, lists: Sequence[np.ndarray] | None = None) -> list[Any]:
+    """The ``Predict`` wrapper as the method's arguments, tensors decoded to numpy (``lists``:
+    the value lists ``value_lists.cut_value_lists`` read from the request bytes)."""
     fields: dict[str, etree._Element] = {}
     for child in body:
         tag = child.tag
@@ -107,7 +111,7 @@ def decode_predict(body: etree._Element) -> list[Any]:
     encoding = _text(fields["output_encoding"]) if "output_encoding" in fields else "AUTO"
     if encoding not in _ENCODINGS:
         raise MalformedRequestError(f"Predict <output_encoding> must be one of {_ENCODINGS}")
-    inputs = decode_tensors(fields["inputs"], "Predict <inputs>")
+    inputs = decode_tensors(fields["inputs"], "Predict <inputs>", lists)
     return [_text(fields["model_name"]), version, inputs, output_filter, encoding]
 
 
@@ -338,6 +342,17 @@ class PredictFastPath:
 
     def _decode(self, body: bytes, rid: str) -> PredictCall | None:
         prescan(body)
+        cut = cut_value_lists(body)
+        if cut is not None:  # the big typed lists are read: the parser sees the rest
+            try:
+                root = etree.fromstring(cut.body, self._parser())
+            except etree.XMLSyntaxError:
+                root = None  # parsed whole below, for the parser's own position of the error
+            if root is not None:
+                operation = check_envelope(root)
+                if operation.tag != _T + PREDICT:
+                    return None
+                return PredictCall(*decode_predict(operation, cut.values))
         try:
             root = etree.fromstring(body, self._parser())
         except etree.XMLSyntaxError as exc:

@@ -8,6 +8,7 @@ client's on the same inputs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -79,6 +80,19 @@ def test_wsimport_unwraps_every_operation(java_stubs: Any, source: str) -> None:
             assert "JAXBElement" not in path.read_text(encoding="utf-8"), path.name
     fault = normalized_source(generated / "ServiceFault_Exception.java", r"@\w+(\([^)]*\))?")
     assert "public ServiceFault getFaultInfo()" in fault
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_java_enum_constants_read_like_the_contract(java_stubs: Any, source: str) -> None:
+    """clients/java/bindings.xml names every DataType constant as the WSDL spells it."""
+    classes, _ = java_stubs(source)
+    enum = normalized_source(classes.parent / "generated" / PACKAGE / "DataType.java",
+                             r"@\w+(\([^)]*\))?")
+    body = enum[enum.index("public enum DataType"):]
+    constants = re.findall(r"\b(DT_[A-Z0-9_]+)\s*[,;]", body)
+    assert constants == ["DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_INT8", "DT_INT16", "DT_INT32",
+                         "DT_INT64", "DT_UINT8", "DT_UINT16", "DT_BOOL", "DT_STRING"], body
+    assert "DT_INT_64" not in enum
 
 
 def test_java_client_lists_models_and_reads_metadata(java_run: DemoRun) -> None:

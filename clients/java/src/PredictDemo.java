@@ -261,13 +261,13 @@ public final class PredictDemo {
         for (Tensor t : r.getOutputs().getTensor()) {
             List<Long> shape = t.getShape().getLong();
             StringBuilder line = new StringBuilder();
-            // JAXB names the constant DT_INT_64 (it splits letters from digits): compare values.
-            if (t.getDtype().value().equals("DT_INT64")) {
+            // bindings.xml keeps the contract's names: DataType.DT_INT64, not JAXB's DT_INT_64.
+            if (t.getDtype() == DataType.DT_INT64) {
                 line.append("CLASSES ").append(mode);
                 for (long v : longs(t)) {
                     line.append(' ').append(v);
                 }
-            } else if (t.getDtype().value().equals("DT_FLOAT")) {
+            } else if (t.getDtype() == DataType.DT_FLOAT) {
                 line.append("PROBS ").append(mode);
                 for (long d : shape) {
                     line.append(' ').append(d);
