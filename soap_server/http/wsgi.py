@@ -33,8 +33,10 @@ from ..soap import (
     MALFORMED_REQUEST,
     REQUEST_ID_KEY,
     REQUEST_TOO_LARGE,
+    TRIM_FROM,
     PredictCall,
     PredictFastPath,
+    collect_after_big_request,
     fault_envelope,
     read_username_token,
 )
@@ -208,6 +210,8 @@ class TfsoapWsgi:
             return lambda data: None
 
         chunks = b"".join(self.spyne_wsgi(environ, spyne_start))
+        if len(body) >= TRIM_FROM:
+            collect_after_big_request()
         headers = [(k, v) for k, v in captured.get("headers", [])
                    if k.lower() not in ("content-length", "content-type")]
         headers += [("Content-Type", _XML), ("Content-Length", str(len(chunks))),

@@ -9,6 +9,7 @@ errors to SOAP faults in one table; ``wsdl`` post-processes Spyne's WSDL for Jav
 toolchains; ``namespaces`` holds the contract's names. No TensorFlow, no HTTP.
 """
 
+from .envelope import TRIM_FROM, collect_after_big_request
 from .faults import (
     INTERNAL,
     MALFORMED_REQUEST,
@@ -36,6 +37,6 @@ __all__ = [
     "INTERNAL", "MALFORMED_REQUEST", "PLACEHOLDER_ADDRESS", "REQUEST_ID_KEY", "REQUEST_TOO_LARGE",
     "SERVICE_NAME", "TNS", "MalformedRequestError", "PredictCall", "PredictFastPath",
     "PredictService", "ServiceFault", "TfsoapSoap11", "build_wsdl", "fault_code",
-    "fault_envelope", "read_username_token", "release_on_close", "spyne_hooks",
-    "to_fault",
+    "TRIM_FROM", "collect_after_big_request", "fault_envelope", "read_username_token",
+    "release_on_close", "spyne_hooks", "to_fault",
 ]
