@@ -18,7 +18,8 @@ from model_store.store import BatchingConfig
 from . import __version__
 from .dataplane import DataPlane
 from .http import RunningServer, TfsoapWsgi
-from .settings import Settings
+from .rest import RestApi
+from .settings import Settings, parse_version_labels
 from .soap import (
     PLACEHOLDER_ADDRESS,
     SERVICE_NAME,
@@ -62,7 +63,8 @@ def registry_settings(settings: Settings) -> RegistrySettings:
         limits=PoolLimits(settings.max_concurrent_runs, settings.max_queued,
                           settings.request_timeout_s),
         intra_op_threads=settings.intra_op_threads, inter_op_threads=settings.inter_op_threads,
-        batching=override, disable_batching=not settings.batching)
+        batching=override, disable_batching=not settings.batching,
+        version_labels=parse_version_labels(settings.version_labels))
 
 
 @dataclass
@@ -95,7 +97,8 @@ def build_app(settings: Settings) -> ServerApp:
                                    enabled=lambda: not spyne_hooks(spyne_app, [spyne_wsgi]))
     wsgi = TfsoapWsgi(spyne_wsgi, lambda address: build_wsdl(spyne_app, address),
                       lambda: registry.ready, settings.max_body_bytes, fast_predict,
-                      large_body_slots=max(2, os.cpu_count() or 2))
+                      large_body_slots=max(2, os.cpu_count() or 2),
+                      rest=RestApi(dataplane, large_json_slots=max(2, os.cpu_count() or 2)))
     return ServerApp(settings, registry, dataplane, spyne_app, wsgi)
 
 

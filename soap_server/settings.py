@@ -56,6 +56,13 @@ class Settings:
     """Overrides every model's ``max_enqueued_batches`` when above 0."""
     log_level: str = "INFO"
     """Python logging level of the server log."""
+    version_labels: str = ""
+    """TF Serving's version labels as ``model:label=version`` separated by commas
+    (``digits:stable=1,digits:canary=2``); they win over a ``version_labels`` object in a
+    model's ``model.json``. REST reaches them at ``/v1/models/{name}/labels/{label}``."""
+    grpc_port: int = 0
+    """Port of TF Serving's gRPC API (``PredictionService``, ``ModelService``); 0 leaves it off.
+    TF Serving's own port is 8500. Needs ``tensorflow-serving-api`` (see the docs)."""
 
     def with_overrides(self, values: Mapping[str, Any]) -> Settings:
         """A copy with ``values`` (by field name, as strings or typed) applied and checked."""
@@ -79,7 +86,22 @@ class Settings:
             raise SettingsError("max_queued must be 0 or more")
         if self.request_timeout_s <= 0:
             raise SettingsError("request_timeout_s must be positive")
+        if not 0 <= self.grpc_port <= 65535:
+            raise SettingsError(f"grpc_port {self.grpc_port} is out of range")
+        parse_version_labels(self.version_labels)
         return self
+
+
+def parse_version_labels(text: str) -> dict[str, dict[str, int]]:
+    """``digits:stable=1,digits:canary=2`` as ``{"digits": {"stable": 1, "canary": 2}}``."""
+    out: dict[str, dict[str, int]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        model, _, rest = item.partition(":")
+        label, _, version = rest.partition("=")
+        if not (model and label and version.isdigit() and int(version) > 0):
+            raise SettingsError(f"version_labels entry {item!r} is not model:label=version")
+        out.setdefault(model.strip(), {})[label.strip()] = int(version)
+    return out
 
 
 def _coerce(key: str, type_name: Any, raw: Any) -> Any:

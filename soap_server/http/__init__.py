@@ -3,6 +3,6 @@ SOAP fast path or Spyne) and the HTTP server that runs it.
 """
 
 from .server import RunningServer
-from .wsgi import TfsoapWsgi
+from .wsgi import BodyRefused, TfsoapWsgi
 
-__all__ = ["RunningServer", "TfsoapWsgi"]
+__all__ = ["BodyRefused", "RunningServer", "TfsoapWsgi"]

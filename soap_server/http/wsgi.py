@@ -5,6 +5,7 @@ loaded, 503 before), ``GET /?wsdl`` or ``/PredictService.wsdl`` (the WSDL with t
 client used), ``POST /`` (SOAP). A body over the limit is refused with a
 ``Client.RequestTooLarge`` fault before it is read; anything that escapes Spyne becomes a
 ``Server.Internal`` fault, never an HTML error page.
+``/v1/models/...`` goes to TF Serving's REST API (``rest``), whose bodies are read the same way.
 
 Plain ``Predict`` requests take ``protocol.PredictFastPath`` instead of Spyne's pipeline. Its
 XML tree and the request bytes are dropped as soon as the tensors are decoded, so a request
@@ -41,6 +42,16 @@ _RID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 _XML = "text/xml; charset=utf-8"
 #: Bodies from this size on are parsed and decoded under ``large_body_slots``.
 LARGE_BODY = 64 * 1024
+#: TF Serving's REST API: ``(method, path, body or BodyRefused, request id) -> (status, JSON)``.
+RestHandler = Callable[[str, str, "bytes | BodyRefused", str], tuple[str, bytes]]
+
+
+class BodyRefused(Exception):
+    """A request body not read: its outcome code and the contract words saying why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
 
 
 class TfsoapWsgi:
@@ -49,8 +60,9 @@ class TfsoapWsgi:
     def __init__(self, spyne_wsgi: Callable[..., Iterable[bytes]],
                  wsdl_for: Callable[[str], bytes], is_ready: Callable[[], bool],
                  max_body_bytes: int, fast_predict: PredictFastPath | None = None,
-                 large_body_slots: int = 2) -> None:
+                 large_body_slots: int = 2, rest: RestHandler | None = None) -> None:
         self.spyne_wsgi = spyne_wsgi
+        self.rest = rest
         self.wsdl_for = wsdl_for
         self.is_ready = is_ready
         self.max_body_bytes = max_body_bytes
@@ -71,6 +83,8 @@ class TfsoapWsgi:
         path = environ.get("PATH_INFO", "") or "/"
         query = environ.get("QUERY_STRING", "")
         try:
+            if self.rest is not None and path.startswith("/v1/") and method in ("GET", "POST"):
+                return self._rest(environ, start_response, method, path, rid)
             if method in ("GET", "HEAD"):
                 if path == "/healthz":
                     return self._json(start_response, "200 OK", {"status": "ok"}, rid)
@@ -95,24 +109,11 @@ class TfsoapWsgi:
 
     def _soap(self, environ: dict[str, Any], start_response: StartResponse,
               rid: str) -> Iterable[bytes]:
-        length_text = environ.get("CONTENT_LENGTH") or ""
-        limit = self.max_body_bytes
-        stream = environ["wsgi.input"]
-        if length_text:
-            try:
-                length = int(length_text)
-            except ValueError:
-                return self._fault(start_response, MALFORMED_REQUEST,
-                                   "invalid Content-Length", rid)
-            if length > limit:
-                _drain(stream, length)
-                return self._too_large(start_response, length, rid)
-            body = stream.read(length) if length > 0 else b""
-        else:  # chunked or unknown length: read at most one byte past the limit
-            body = stream.read(limit + 1)
-            if len(body) > limit:
-                _drain(stream, None)
-                return self._too_large(start_response, None, rid)
+        try:
+            body = self._read_body(environ, rid)
+        except BodyRefused as exc:
+            return self._fault(start_response, exc.code, exc.message, rid,
+                               close=exc.code == REQUEST_TOO_LARGE)
         fast = self.fast_predict
         if fast is not None and fast.enabled():
             if len(body) >= LARGE_BODY:
@@ -146,13 +147,51 @@ class TfsoapWsgi:
         start_response(captured.get("status", "500 Internal Server Error"), headers)
         return [chunks]
 
-    def _too_large(self, start_response: StartResponse, length: int | None,
-                   rid: str) -> Iterable[bytes]:
+    def _read_body(self, environ: dict[str, Any], rid: str) -> bytes:
+        """The request body, at most ``max_body_bytes`` (SOAP and REST read it the same way);
+        ``BodyRefused`` for a bad Content-Length or a body over the limit (drained first)."""
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        limit = self.max_body_bytes
+        stream = environ["wsgi.input"]
+        if length_text:
+            try:
+                length = int(length_text)
+            except ValueError:
+                raise BodyRefused(MALFORMED_REQUEST, "invalid Content-Length") from None
+            if length > limit:
+                _drain(stream, length)
+                raise self._too_large(length, rid)
+            return stream.read(length) if length > 0 else b""
+        # chunked or unknown length: read at most one byte past the limit
+        body: bytes = stream.read(limit + 1)
+        if len(body) > limit:
+            _drain(stream, None)
+            raise self._too_large(None, rid)
+        return body
+
+    def _too_large(self, length: int | None, rid: str) -> BodyRefused:
         size = f"{length} bytes" if length is not None else "the request body"
         log.info("request_id=%s op=- outcome=%s size=%s", rid, REQUEST_TOO_LARGE, size)
-        return self._fault(start_response, REQUEST_TOO_LARGE,
-                           f"{size} is over the limit of {self.max_body_bytes} bytes", rid,
-                           close=True)
+        return BodyRefused(REQUEST_TOO_LARGE,
+                           f"{size} is over the limit of {self.max_body_bytes} bytes")
+
+    def _rest(self, environ: dict[str, Any], start_response: StartResponse, method: str,
+              path: str, rid: str) -> Iterable[bytes]:
+        """TF Serving's REST API (``/v1/models/...``), translated by ``self.rest``."""
+        assert self.rest is not None
+        body: bytes | BodyRefused = b""
+        if method == "POST":
+            try:
+                body = self._read_body(environ, rid)
+            except BodyRefused as exc:
+                body = exc
+        status, payload = self.rest(method, path, body, rid)
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+                   ("X-Request-ID", rid)]
+        if isinstance(body, BodyRefused):
+            headers.append(("Connection", "close"))
+        start_response(status, headers)
+        return [payload]
 
     def _wsdl(self, environ: dict[str, Any], start_response: StartResponse,
               rid: str) -> Iterable[bytes]:
