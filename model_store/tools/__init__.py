@@ -4,12 +4,14 @@ Restore a checkpoint (``restore``, ``checkpoint``, ``graph_builder``, ``user_mod
 (``freeze``), convert Keras files and SavedModels (``convert``), optimize the frozen graph for
 inference (``optimize``, ``affine_folding``), read graphs and checkpoints (``inspect``,
 ``graph_reading``), and write a store version atomically with its signature (``endpoints``,
-``publish``). ``tf_failures`` turns TensorFlow's exceptions into one-line ``ConversionError``\\s.
+``publish``), and export a store version as a SavedModel for TF Serving (``export``).
+``tf_failures`` turns TensorFlow's exceptions into one-line ``ConversionError``\\s.
 
 The functions below are the documented API; they import TensorFlow when called.
 """
 
 from .convert import convert_keras, convert_savedmodel
+from .export import ExportReport, export_savedmodel
 from .freeze import freeze_checkpoint, freeze_restored
 from .inspect import inspect_model
 from .publish import read_labels
@@ -17,6 +19,7 @@ from .restore import restore_scoped
 from .tf_failures import one_line, quiet_tensorflow_logs
 
 __all__ = [
-    "convert_keras", "convert_savedmodel", "freeze_checkpoint", "freeze_restored",
-    "inspect_model", "one_line", "quiet_tensorflow_logs", "read_labels", "restore_scoped",
+    "ExportReport", "convert_keras", "convert_savedmodel", "export_savedmodel",
+    "freeze_checkpoint", "freeze_restored", "inspect_model", "one_line", "quiet_tensorflow_logs",
+    "read_labels", "restore_scoped",
 ]
