@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from spyne import Application
 from spyne import const as spyne_const
@@ -76,6 +77,21 @@ class ServerApp:
     dataplane: DataPlane
     spyne_app: Application
     wsgi: TfsoapWsgi
+    side_servers: list[Any] = field(default_factory=list)
+
+    def start_side_servers(self) -> None:
+        """Start the servers beside the HTTP one: TF Serving's gRPC API when ``grpc_port``
+        is set. ``GrpcUnavailableError`` (one line) when its package is missing."""
+        if self.settings.grpc_port and not self.side_servers:
+            from .grpc import start_grpc_server
+
+            self.side_servers.append(start_grpc_server(
+                self.dataplane, self.settings.host, self.settings.grpc_port,
+                self.settings.max_body_bytes))
+
+    def stop_side_servers(self) -> None:
+        while self.side_servers:
+            self.side_servers.pop().stop()
 
 
 def build_app(settings: Settings) -> ServerApp:
@@ -104,4 +120,10 @@ def build_app(settings: Settings) -> ServerApp:
 
 def start_server(settings: Settings) -> RunningServer[ServerApp]:
     """Build and start a server in this process (tests and ``tfsoap serve`` use this)."""
-    return RunningServer(build_app(settings)).start()
+    running = RunningServer(build_app(settings)).start()
+    try:
+        running.app.start_side_servers()
+    except BaseException:
+        running.stop()
+        raise
+    return running

@@ -35,6 +35,13 @@ log = logging.getLogger(__name__)
 _LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 
 
+def import_tensorflow() -> None:
+    """Finish importing TensorFlow in this thread. Code that imports TensorFlow's protobuf
+    modules (TF Serving's gRPC API) calls this first: importing them while the loader thread
+    is halfway through ``import tensorflow`` fails on a half-filled descriptor pool."""
+    import tensorflow  # noqa: F401
+
+
 class ModelState(enum.StrEnum):
     """Lifecycle of one model version, as ``GetServerStatus`` reports it."""
 

@@ -1,0 +1,78 @@
+"""``tfsoap serve --grpc-port``: one process answers SOAP, TF Serving's REST API and its gRPC
+API from the same pool; without ``tensorflow-serving-api`` it stops with one line."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from model_store import bundled_store_path
+from tests.soap_server.rest.conftest import rest_call
+
+from .conftest import require_serving_api
+
+REPO = Path(__file__).resolve().parents[3]
+DIGITS = np.load(f"{bundled_store_path()}/../demo_data/digits_images.npy")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def test_tfsoap_serve_answers_rest_and_grpc_with_the_right_digits() -> None:
+    require_serving_api()
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    grpc_port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "soap_server.cli", "serve", "--port", "0",
+                             "--grpc-port", str(grpc_port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=_env(), cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = re.search(r"at (http://\S+/) ", line)
+        assert url, line
+        deadline = time.monotonic() + 120
+        while rest_call(url[1], "GET", "/v1/models/digits")[0] != 200:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        status, answer, _ = rest_call(url[1], "POST", "/v1/models/digits:predict",
+                                      {"instances": DIGITS.tolist()})
+        assert [p["classes"] for p in answer["predictions"]] == list(range(10))
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "digits"
+            request.inputs["images"].CopyFrom(tf.make_tensor_proto(DIGITS))
+            response = stub.Predict(request, timeout=60)
+        assert tf.make_ndarray(response.outputs["classes"]).tolist() == list(range(10))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_grpc_port_without_the_package_is_one_line() -> None:
+    code = ("import sys; sys.modules['tensorflow_serving'] = None\n"
+            "from soap_server.cli import main; sys.exit(main(['serve', '--port', '0', "
+            "'--grpc-port', '1']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=_env(), cwd=REPO)
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("tfsoap: error:")]
+    assert errors == [errors[0]] and "pip install --no-deps tensorflow-serving-api" in errors[0]
+    assert "Traceback" not in done.stderr
