@@ -48,11 +48,15 @@ def test_tfsoap_serve_answers_rest_and_grpc_with_the_right_digits() -> None:
         url = re.search(r"at (http://\S+/) ", line)
         assert url, line
         deadline = time.monotonic() + 120
-        while rest_call(url[1], "GET", "/v1/models/digits")[0] != 200:
+        while True:  # TF Serving's status answers 200 while LOADING too: wait for AVAILABLE
+            status, answer, _ = rest_call(url[1], "GET", "/v1/models/digits")
+            if status == 200 and answer["model_version_status"][0]["state"] == "AVAILABLE":
+                break
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.2)
         status, answer, _ = rest_call(url[1], "POST", "/v1/models/digits:predict",
                                       {"instances": DIGITS.tolist()})
+        assert status == 200, answer
         assert [p["classes"] for p in answer["predictions"]] == list(range(10))
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
