@@ -103,6 +103,13 @@ class Settings:
     peer); turn off on busy servers and count requests with ``/metrics`` instead."""
     metrics: bool = True
     """Serve Prometheus metrics at ``GET /metrics``."""
+    version_labels: str = ""
+    """TF Serving's version labels as ``model:label=version`` separated by commas
+    (``digits:stable=1,digits:canary=2``); they win over a ``version_labels`` object in a
+    model's ``model.json``. REST reaches them at ``/v1/models/{name}/labels/{label}``."""
+    grpc_port: int = 0
+    """Port of TF Serving's gRPC API (``PredictionService``, ``ModelService``); 0 leaves it off.
+    TF Serving's own port is 8500. Needs ``tensorflow-serving-api`` (see the docs)."""
 
     def with_overrides(self, values: Mapping[str, Any]) -> Settings:
         """A copy with ``values`` (by field name, as strings or typed) applied and checked."""
@@ -146,12 +153,27 @@ class Settings:
                               ("log_format", ("text", "json"))):
             if getattr(self, name) not in allowed:
                 raise SettingsError(f"{name} must be one of {', '.join(allowed)}")
+        if not 0 <= self.grpc_port <= 65535:
+            raise SettingsError(f"grpc_port {self.grpc_port} is out of range")
+        parse_version_labels(self.version_labels)
         return self
 
     @property
     def required_models(self) -> tuple[str, ...]:
         """``require_models`` as a tuple of names."""
         return tuple(n.strip() for n in self.require_models.split(",") if n.strip())
+
+
+def parse_version_labels(text: str) -> dict[str, dict[str, int]]:
+    """``digits:stable=1,digits:canary=2`` as ``{"digits": {"stable": 1, "canary": 2}}``."""
+    out: dict[str, dict[str, int]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        model, _, rest = item.partition(":")
+        label, _, version = rest.partition("=")
+        if not (model and label and version.isdigit() and int(version) > 0):
+            raise SettingsError(f"version_labels entry {item!r} is not model:label=version")
+        out.setdefault(model.strip(), {})[label.strip()] = int(version)
+    return out
 
 
 def _coerce(key: str, type_name: Any, raw: Any) -> Any:

@@ -13,7 +13,7 @@ from .server import (
     serve_forever,
     url_of,
 )
-from .wsgi import TfsoapWsgi
+from .wsgi import BodyRefused, TfsoapWsgi
 
-__all__ = ["RELOAD_FILE_ENV", "AsgiFront", "ReloadWatcher", "RunningServer", "TfsoapWsgi",
-           "asgi_front", "request_reload", "serve_forever", "url_of"]
+__all__ = ["RELOAD_FILE_ENV", "AsgiFront", "BodyRefused", "ReloadWatcher", "RunningServer",
+           "TfsoapWsgi", "asgi_front", "request_reload", "serve_forever", "url_of"]
