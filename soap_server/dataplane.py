@@ -149,6 +149,14 @@ class DataPlane:
                 record(op, model, answered if isinstance(answered, int) else None, outcome,
                        seconds)
 
+    def _resolve(self, model_name: str, version: int | None, version_label: str) -> int:
+        """The version ``version_label`` names; a request may give a version or a label, not
+        both (TF Serving's ``model_spec`` holds one of them)."""
+        if version is not None:
+            raise InvalidInputError(f"give a version ({version}) or a version label "
+                                    f"({version_label[:64]!r}), not both")
+        return self.registry.resolve_label(model_name, version_label)
+
     def predict(self, model_name: str, version: int | None,
                 inputs: Inputs, output_filter: Sequence[str] | None,
                 request_id: str = "-", version_label: str | None = None) -> PredictResult:
@@ -162,8 +170,7 @@ class DataPlane:
         version = version or None
         with self._logged("Predict", request_id, model_name, version) as info:
             if version_label:  # a label names a version; then the same lease as a number
-                version = info["version"] = self.registry.resolve_label(model_name,
-                                                                        version_label)
+                version = info["version"] = self._resolve(model_name, version, version_label)
             feeds = None if callable(inputs) else _feeds(inputs)
             deadline = time.monotonic() + self.request_timeout_s
             asked = client_deadline.get()
@@ -186,7 +193,7 @@ class DataPlane:
         version = version or None
         with self._logged("GetModelMetadata", request_id, model_name, version) as info:
             if version_label:
-                version = self.registry.resolve_label(model_name, version_label)
+                version = self._resolve(model_name, version, version_label)
             entry = self.registry.latest_entry(model_name, version)
             info["version"] = entry.stored.version
             versions = [e.stored.version for e in self.registry.entries()
@@ -227,8 +234,7 @@ class DataPlane:
         version = version or None
         with self._logged("GetModelStatus", request_id, model_name, version) as info:
             if version_label:
-                version = info["version"] = self.registry.resolve_label(model_name,
-                                                                        version_label)
+                version = info["version"] = self._resolve(model_name, version, version_label)
             if version is not None:
                 entries = [self.registry.latest_entry(model_name, version)]
             else:

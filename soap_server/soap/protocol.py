@@ -83,7 +83,8 @@ def decode_predict(body: etree._Element) -> list[Any]:
         if not tag.startswith(_T):
             raise MalformedRequestError(f"element {tag!r} in Predict is not in namespace {TNS}")
         local = tag[len(_T):]
-        if local not in ("model_name", "version", "inputs", "output_filter", "output_encoding"):
+        if local not in ("model_name", "version", "inputs", "output_filter", "output_encoding",
+                         "version_label"):
             raise MalformedRequestError(f"unknown element <{local}> in Predict")
         if local in fields:
             raise MalformedRequestError(f"element <{local}> repeated in Predict")
@@ -104,7 +105,8 @@ def decode_predict(body: etree._Element) -> list[Any]:
     if encoding not in _ENCODINGS:
         raise MalformedRequestError(f"Predict <output_encoding> must be one of {_ENCODINGS}")
     inputs = decode_tensors(fields["inputs"], "Predict <inputs>")
-    return [_text(fields["model_name"]), version, inputs, output_filter, encoding]
+    label = _text(fields["version_label"]) if "version_label" in fields else None
+    return [_text(fields["model_name"]), version, inputs, output_filter, encoding, label or None]
 
 
 def wants_packed(inputs: list[WireTensor], encoding: str | None) -> bool:
@@ -271,6 +273,7 @@ class PredictCall:
     inputs: list[WireTensor]
     output_filter: list[str] | None
     encoding: str
+    version_label: str | None = None
 
 
 def spyne_hooks(spyne_app: Any, extra: Iterable[Any] = ()) -> list[str]:
@@ -348,7 +351,8 @@ class PredictFastPath:
         try:
             result = self.dataplane.predict(call.model_name, call.version,
                                             [(t.name, t.value) for t in call.inputs],
-                                            call.output_filter, rid)
+                                            call.output_filter, rid,
+                                            version_label=call.version_label)
             return True, FastPredictResponse(result, wants_packed(call.inputs,
                                                                   call.encoding)).to_xml()
         except Exception as exc:  # translated once, as PredictService.call_wrapper does

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lxml import etree
 
 from model_store import ModelRepository
 from soap_server.app import start_server
 from soap_server.settings import Settings, SettingsError
 from tests.models import affine_expected, affine_model, slow_model
+from tests.soap_server.raw import envelope, parse_fault, post
 
 from .conftest import rest_call
 
@@ -55,6 +57,51 @@ def test_labels_reach_status_and_metadata(labelled_server) -> None:
     assert status == 200 and answer["model_spec"]["version"] == "1"
     status, answer, _ = rest_call(labelled_server.url, "GET", "/v1/models/slow/labels/stable")
     assert status == 404 and "no version label 'stable'" in answer["error"]
+
+
+@pytest.mark.parametrize("label,v", [("stable", 1.0), ("canary", 2.0), ("beta", 1.0)])
+def test_soap_clients_pick_a_version_by_label(labelled_server, label, v) -> None:
+    import tfsoap_client as tc
+
+    client = tc.PredictClient(labelled_server.url)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    result = client.predict_result("affine", {"x": x}, version_label=label)
+    assert result.version == int(v)
+    np.testing.assert_allclose(result.outputs["y"], affine_expected(x, v), rtol=1e-6)
+    assert client.metadata("affine", version_label=label).version == int(v)
+
+
+def test_the_soap_fast_path_reads_version_label(labelled_server) -> None:
+    # a plain Predict (no SOAP header) takes the fast path, not Spyne's
+    body = envelope("<t:Predict><t:model_name>affine</t:model_name><t:inputs><t:Tensor>"
+                    "<t:name>x</t:name><t:dtype>DT_FLOAT</t:dtype><t:shape><t:long>1</t:long>"
+                    "<t:long>4</t:long></t:shape><t:float_val><t:float>1</t:float>"
+                    "<t:float>2</t:float><t:float>3</t:float><t:float>4</t:float></t:float_val>"
+                    "</t:Tensor></t:inputs><t:version_label>canary</t:version_label>"
+                    "</t:Predict>")
+    answer = post(labelled_server.url, body)
+    assert answer.status == 200, answer.body[:500]
+    versions = [el.text for el in etree.fromstring(answer.body).iter()
+                if isinstance(el.tag, str) and etree.QName(el).localname == "version"]
+    assert versions == ["2"], answer.body[:500]
+
+
+def test_soap_label_faults(labelled_server) -> None:
+    import tfsoap_client as tc
+
+    client = tc.PredictClient(labelled_server.url)
+    x = np.ones((1, 4), np.float32)
+    with pytest.raises(tc.ModelNotFoundError, match="no version label 'gold'"):
+        client.predict("affine", {"x": x}, version_label="gold")
+    with pytest.raises(tc.InvalidInputError, match="not both"):
+        client.predict("affine", {"x": x}, version=1, version_label="stable")
+    with pytest.raises(tc.ModelNotFoundError, match="no version label"):
+        client.metadata("slow", version_label="stable")
+    raw = post(labelled_server.url, envelope(
+        "<t:Predict><t:model_name>affine</t:model_name><t:inputs/>"
+        "<t:version_label>a\nb</t:version_label></t:Predict>"))
+    fault = parse_fault(raw)
+    assert fault.code == "Client.ModelNotFound" and "not a plain label" in fault.message
 
 
 def test_settings_labels_are_checked() -> None:
