@@ -14,6 +14,7 @@ here calls TensorFlow: tensors are converted with numpy (``tensors``).
 
 from __future__ import annotations
 
+import importlib.util
 import socket
 from typing import TYPE_CHECKING
 
@@ -48,12 +49,15 @@ def start_grpc_server(dataplane: DataPlane, host: str, port: int,
 def check_grpc_port(host: str, port: int) -> None:
     """Before the worker processes start (each listens on ``port`` with SO_REUSEPORT): the
     package is installed and no other process holds the port, so either is one error line
-    rather than a failure in every worker. Imports neither TensorFlow nor the protobufs."""
-    try:
-        import grpc  # noqa: F401
-        import tensorflow_serving.apis  # noqa: F401
-    except ImportError as exc:
-        raise GrpcUnavailableError(f"{MISSING} ({exc.name or exc} is missing)") from None
+    rather than a failure in every worker. Imports neither grpcio (its core should not be
+    loaded in the process that forks the workers) nor TensorFlow nor the protobufs."""
+    for module in ("grpc", "tensorflow_serving"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # ValueError: a None in sys.modules
+            found = False
+        if not found:
+            raise GrpcUnavailableError(f"{MISSING} ({module} is missing)")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:  # without SO_REUSEPORT: refused even when the holder set it (another tfsoap)
         with socket.socket(family, socket.SOCK_STREAM) as s:

@@ -118,8 +118,18 @@ def wants_packed(inputs: list[WireTensor], encoding: str | None) -> bool:
     return any(t.packed for t in inputs)
 
 
+_XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+
 class TfsoapSoap11(Soap11):
     """Spyne's ``Soap11`` with safe parsing, the tensor fast path and ``ServiceFault`` faults."""
+
+    def from_element(self, ctx: Any, cls: Any, element: Any) -> Any:
+        # an optional text field sent as xsi:nil by a toolkit that does so for null strings
+        # (types.optional_text) is absent, not invalid; other fields stay strict
+        if getattr(cls, "tfsoap_nil_is_absent", False) and element.get(_XSI_NIL):
+            return None
+        return super().from_element(ctx, cls, element)
 
     def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
         rid = request_id(ctx)

@@ -28,6 +28,7 @@ from .types import (
     TensorArray,
     TensorInfo,
     optional,
+    optional_text,
     required,
 )
 
@@ -75,7 +76,7 @@ class PredictService(ServiceBase):
     # ``version_label`` (TF Serving's ``stable``, ``canary``...) is optional and last, so that
     # requests written before it existed stay valid.
     @rpc(required(Unicode), optional(Integer64), required(TensorArray), optional(StringArray),
-         optional(OutputEncoding), optional(Unicode), _returns=required(PredictResult), **_OPS)
+         optional(OutputEncoding), optional_text(), _returns=required(PredictResult), **_OPS)
     def Predict(ctx, model_name, version, inputs, output_filter, output_encoding,  # noqa: N802
                 version_label):
         """Run a model on input tensors: the latest version unless a version or label is given."""
@@ -83,7 +84,7 @@ class PredictService(ServiceBase):
                                      output_filter, request_id(ctx), version_label=version_label)
         return FastPredictResponse(result, wants_packed(inputs, output_encoding))
 
-    @rpc(required(Unicode), optional(Integer64), optional(Unicode),
+    @rpc(required(Unicode), optional(Integer64), optional_text(),
          _returns=required(ModelMetadata), **_OPS)
     def GetModelMetadata(ctx, model_name, version, version_label):  # noqa: N802
         """A model's inputs, outputs, labels, versions and batching settings."""

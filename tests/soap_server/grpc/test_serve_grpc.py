@@ -107,3 +107,17 @@ def test_grpc_port_without_the_package_is_one_line() -> None:
     errors = [line for line in done.stderr.splitlines() if line.startswith("tfsoap: error:")]
     assert errors == [errors[0]] and "pip install --no-deps tensorflow-serving-api" in errors[0]
     assert "Traceback" not in done.stderr
+
+
+def test_a_grpc_port_in_use_is_one_line_before_any_worker_starts() -> None:
+    with socket.socket() as holder:  # another process's listener, as far as serve can tell
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "soap_server.cli", "serve", "--host",
+                               "127.0.0.1", "--port", "0", "--grpc-port", str(port)],
+                              capture_output=True, text=True, timeout=300, env=_env(), cwd=REPO)
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("tfsoap: error:")]
+    assert len(errors) == 1 and f"cannot listen for gRPC on 127.0.0.1:{port}" in errors[0]
+    assert "Traceback" not in done.stderr and "Spawning worker" not in done.stdout

@@ -174,3 +174,17 @@ def test_a_busy_http_front_refuses_rest_with_503_json(tmp_path: Path) -> None:
                    for s, a in answers if s == 503), answers
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("label_xml", [
+    '<t:version_label xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:nil="true"/>',
+    "<t:version_label/>"])
+def test_a_nil_or_empty_soap_label_means_no_label(labelled_server, label_xml) -> None:
+    # WCF's serializer sends an unset string this way; the WSDL's field is still not nillable
+    answer = post(labelled_server.url, envelope(
+        f"<t:GetModelMetadata><t:model_name>affine</t:model_name>{label_xml}"
+        "</t:GetModelMetadata>"))
+    assert answer.status == 200, answer.body[:500]
+    versions = [el.text for el in etree.fromstring(answer.body).iter()
+                if isinstance(el.tag, str) and etree.QName(el).localname == "version"]
+    assert versions[0] == "2"
