@@ -9,7 +9,8 @@ import logging
 import os
 import signal
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from spyne import Application
@@ -34,6 +35,7 @@ from .http import (
     stop_with_parent,
 )
 from .observability import Metrics, prepare_multiprocess
+from .rest import RestApi
 from .security import (
     AccessPolicy,
     Guard,
@@ -44,7 +46,7 @@ from .security import (
     load_users,
     security_warnings,
 )
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, parse_version_labels
 from .soap import (
     PLACEHOLDER_ADDRESS,
     SERVICE_NAME,
@@ -92,7 +94,8 @@ def registry_settings(settings: Settings) -> RegistrySettings:
         batching=override, disable_batching=not settings.batching,
         poll_interval_s=settings.poll_interval_s,
         version_policy=VersionPolicy.parse(settings.version_policy),
-        require_models=settings.required_models)
+        require_models=settings.required_models,
+        version_labels=parse_version_labels(settings.version_labels))
 
 
 @dataclass
@@ -107,11 +110,30 @@ class ServerApp:
     metrics: Metrics | None = None
     guard: Guard | None = None
     """Checks credentials when a users file is set; ``guard.reload()`` re-reads the file."""
+    #: servers beside the HTTP one (TF Serving's gRPC API), each with ``stop(grace)``
+    side_servers: list[Any] = field(default_factory=list)
 
     def drain(self, timeout: float) -> bool:
         """After the HTTP server stopped accepting: let requests holding a model version
         finish (up to ``timeout`` seconds), then close every session. True if all finished."""
         return self.registry.drain(timeout)
+
+    def start_side_servers(self) -> None:
+        """Start the servers beside the HTTP one: TF Serving's gRPC API when ``grpc_port``
+        is set. ``GrpcUnavailableError`` (one line) when its package is missing. Each worker
+        process runs its own on the same port (SO_REUSEPORT: the kernel spreads connections)."""
+        if self.settings.grpc_port and not self.side_servers:
+            from .grpc import start_grpc_server
+
+            self.side_servers.append(start_grpc_server(
+                self.dataplane, self.settings.host, self.settings.grpc_port,
+                self.settings.max_body_bytes))
+
+    def stop_side_servers(self, grace: float = 5.0) -> None:
+        """Stop taking calls on the side servers and let those in flight finish (up to
+        ``grace`` seconds)."""
+        while self.side_servers:
+            self.side_servers.pop().stop(grace)
 
 
 def check_store(settings: Settings) -> str:
@@ -158,7 +180,8 @@ def build_app(settings: Settings) -> ServerApp:
                       metrics=metrics.exposition if metrics else None,
                       admin_reload=_reload_every_worker(registry, guard),
                       admin_mode=settings.admin_reload, guard=guard, access=access,
-                      certificate_caller=certificate_caller(settings))
+                      certificate_caller=certificate_caller(settings),
+                      rest=RestApi(dataplane, large_json_slots=max(2, os.cpu_count() or 2)))
     return ServerApp(settings, registry, dataplane, spyne_app, wsgi, metrics, guard)
 
 
@@ -220,12 +243,20 @@ def worker_app() -> AsgiFront:
     reload_file = os.environ.get(RELOAD_FILE_ENV)
     watcher = (ReloadWatcher(reload_file, reload_here(app.registry, app.guard)).start()
                if reload_file else None)
+    try:  # gRPC (when grpc_port is set) listens, like HTTP, once the models are loaded
+        app.start_side_servers()
+    except Exception:  # serve() checked package and port: log it, keep HTTP up
+        log.exception("worker %d cannot serve TF Serving's gRPC API", os.getpid())
     log.info("worker %d serving the model store %s", os.getpid(), app.registry.repository.root)
 
     def shutdown() -> None:
         if watcher is not None:
             watcher.stop()
-        app.drain(settings.shutdown_grace_s)
+        # granian stopped taking HTTP requests and finished those in flight; gRPC does the
+        # same here, then the registry drains and closes the sessions
+        deadline = time.monotonic() + settings.shutdown_grace_s
+        app.stop_side_servers(settings.shutdown_grace_s)
+        app.drain(max(0.0, deadline - time.monotonic()))
         log.info("worker %d stopped", os.getpid())
 
     return asgi_front(app, on_shutdown=shutdown)
@@ -245,6 +276,10 @@ def serve(settings: Settings) -> None:
     """Serve ``settings`` with ``settings.workers`` worker processes until SIGTERM or SIGINT.
     What would make every worker fail is checked here first, as one error at start."""
     check_before_workers(settings)
+    if settings.grpc_port:
+        from .grpc import check_grpc_port
+
+        check_grpc_port(settings.host, settings.grpc_port)
     os.environ[WORKER_SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
     with tempfile.TemporaryDirectory(prefix="tfsoap-") as runtime_dir:
         if settings.metrics and settings.workers > 1:  # one /metrics scrape sees every worker

@@ -11,7 +11,7 @@ import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -41,6 +41,19 @@ def log_field(value: object, limit: int = 200) -> str:
 _access = logging.getLogger(ACCESS_LOGGER)
 #: called as each request ends: (operation, model, version, outcome, seconds)
 RequestRecorder = Callable[[str, str, "int | None", str, float], None]
+#: Inputs by alias, or a function giving them from the served version's signature.
+Inputs = Union[Sequence[tuple[str, np.ndarray]],
+               Callable[[ModelSignature], Sequence[tuple[str, np.ndarray]]]]
+
+
+def _feeds(inputs: Sequence[tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``inputs`` by alias; ``InvalidInputError`` when one is given twice."""
+    feeds: dict[str, np.ndarray] = {}
+    for alias, value in inputs:
+        if alias in feeds:
+            raise InvalidInputError(f"input {alias!r} is given twice")
+        feeds[alias] = value
+    return feeds
 
 
 @dataclass
@@ -140,21 +153,31 @@ class DataPlane:
                 record(op, model, answered if isinstance(answered, int) else None, outcome,
                        seconds)
 
+    def _resolve(self, model_name: str, version: int | None, version_label: str) -> int:
+        """The version ``version_label`` names; a request may give a version or a label, not
+        both (TF Serving's ``model_spec`` holds one of them)."""
+        if version is not None:
+            raise InvalidInputError(f"give a version ({version}) or a version label "
+                                    f"({version_label[:64]!r}), not both")
+        return self.registry.resolve_label(model_name, version_label)
+
     def predict(self, model_name: str, version: int | None,
-                inputs: Sequence[tuple[str, np.ndarray]], output_filter: Sequence[str] | None,
-                request_id: str = "-", caller: Caller = ANONYMOUS) -> PredictResult:
+                inputs: Inputs, output_filter: Sequence[str] | None,
+                request_id: str = "-", caller: Caller = ANONYMOUS,
+                version_label: str | None = None) -> PredictResult:
         """Run ``model_name`` (latest version unless ``version``) on ``inputs`` by alias.
 
         Version 0 means the latest too: versions are positive, and some SOAP toolkits (Mono's
-        svcutil) always send an optional ``long`` field, as 0 when it was not set."""
+        svcutil) always send an optional ``long`` field, as 0 when it was not set.
+        ``version_label`` (TF Serving's ``stable``, ``canary``...) names the version instead.
+        ``inputs`` may be a function of the served version's signature, for protocols whose
+        values take their dtype from it (TF Serving's JSON numbers)."""
         version = version or None
         with self._logged("Predict", request_id, model_name, version, caller) as info:
             self.access.check_model(caller, model_name)
-            feeds: dict[str, np.ndarray] = {}
-            for alias, value in inputs:
-                if alias in feeds:
-                    raise InvalidInputError(f"input {alias!r} is given twice")
-                feeds[alias] = value
+            if version_label:  # a label names a version; then the same lease as a number
+                version = info["version"] = self._resolve(model_name, version, version_label)
+            feeds = None if callable(inputs) else _feeds(inputs)
             deadline = time.monotonic() + self.request_timeout_s
             asked = client_deadline.get()
             if asked is not None and asked < deadline:
@@ -163,17 +186,23 @@ class DataPlane:
             # retires it meanwhile
             with self.registry.lease(model_name, version) as served:
                 info["version"] = served.version
+                if callable(inputs):  # a protocol that decodes against the signature (REST)
+                    feeds = _feeds(inputs(served.signature))
+                assert feeds is not None
                 outputs = served.predict(feeds, output_filter, deadline)
             return PredictResult(served.name, served.version, list(outputs.items()))
 
     def metadata(self, model_name: str, version: int | None,
-                 request_id: str = "-", caller: Caller = ANONYMOUS) -> ModelMetadata:
-        """The signature, labels and versions of a model (latest servable unless ``version``;
-        0 means the latest too)."""
+                 request_id: str = "-", caller: Caller = ANONYMOUS,
+                 version_label: str | None = None) -> ModelMetadata:
+        """The signature, labels and versions of a model (latest servable unless ``version``
+        or ``version_label``; 0 means the latest too)."""
         version = version or None
         with self._logged("GetModelMetadata", request_id, model_name, version,
                           caller) as info:
             self.access.check_model(caller, model_name)
+            if version_label:
+                version = self._resolve(model_name, version, version_label)
             entry = self.registry.latest_entry(model_name, version)
             info["version"] = entry.stored.version
             versions = [e.stored.version for e in self.registry.entries()
@@ -208,6 +237,29 @@ class DataPlane:
                 out.append(ModelSummaryInfo(name, entry.stored.version, versions,
                                             entry.state.value,
                                             sig.description if sig is not None else ""))
+            return out
+
+    def model_status(self, model_name: str, version: int | None = None,
+                     version_label: str | None = None, request_id: str = "-",
+                     caller: Caller = ANONYMOUS) -> list[VersionStatus]:
+        """The state of every version of ``model_name`` (or of the one version asked for, by
+        number or label): TF Serving's ``GetModelStatus``."""
+        version = version or None
+        with self._logged("GetModelStatus", request_id, model_name, version, caller) as info:
+            self.access.check_model(caller, model_name)
+            if version_label:
+                version = info["version"] = self._resolve(model_name, version, version_label)
+            if version is not None:
+                entries = [self.registry.latest_entry(model_name, version)]
+            else:
+                self.registry.latest_entry(model_name)  # ModelNotFoundError when unknown
+                entries = [e for e in self.registry.entries() if e.stored.name == model_name]
+            out = []
+            for e in entries:
+                gate = e.served.gate if e.served is not None else None
+                out.append(VersionStatus(e.stored.name, e.stored.version, e.state.value,
+                                         e.error, gate.completed if gate else 0,
+                                         gate.rejected if gate else 0))
             return out
 
     def status(self, request_id: str = "-", caller: Caller = ANONYMOUS) -> ServerStatus:

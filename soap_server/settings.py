@@ -155,6 +155,13 @@ class Settings:
     certificate authenticated it). The server cannot see the certificate itself, so every
     holder of a certificate from ``tls_client_ca`` gets this one role; empty: certificate
     holders must still send a password when a users file is set."""
+    version_labels: str = ""
+    """TF Serving's version labels as ``model:label=version`` separated by commas
+    (``digits:stable=1,digits:canary=2``); they win over a ``version_labels`` object in a
+    model's ``model.json``. REST reaches them at ``/v1/models/{name}/labels/{label}``."""
+    grpc_port: int = 0
+    """Port of TF Serving's gRPC API (``PredictionService``, ``ModelService``); 0 leaves it off.
+    TF Serving's own port is 8500. Needs ``tensorflow-serving-api`` (see the docs)."""
 
     def with_overrides(self, values: Mapping[str, Any]) -> Settings:
         """A copy with ``values`` (by field name, as strings or typed) applied and checked."""
@@ -206,6 +213,12 @@ class Settings:
             raise SettingsError("token_max_age_s and lockout_window_s must be positive, "
                                 "clock_skew_s and auth_cache_s 0 or more")
         self._check_tls()
+        if not 0 <= self.grpc_port <= 65535:
+            raise SettingsError(f"grpc_port {self.grpc_port} is out of range")
+        if self.grpc_port and (self.users_file or self.tls_cert):
+            raise SettingsError("grpc_port cannot be used with users_file or TLS yet: TF "
+                                "Serving's gRPC API here has no authentication or TLS")
+        parse_version_labels(self.version_labels)
         return self
 
     def _check_tls(self) -> None:
@@ -229,6 +242,18 @@ class Settings:
     def required_models(self) -> tuple[str, ...]:
         """``require_models`` as a tuple of names."""
         return tuple(n.strip() for n in self.require_models.split(",") if n.strip())
+
+
+def parse_version_labels(text: str) -> dict[str, dict[str, int]]:
+    """``digits:stable=1,digits:canary=2`` as ``{"digits": {"stable": 1, "canary": 2}}``."""
+    out: dict[str, dict[str, int]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        model, _, rest = item.partition(":")
+        label, _, version = rest.partition("=")
+        if not (model and label and version.isdigit() and int(version) > 0):
+            raise SettingsError(f"version_labels entry {item!r} is not model:label=version")
+        out.setdefault(model.strip(), {})[label.strip()] = int(version)
+    return out
 
 
 def _coerce(key: str, type_name: Any, raw: Any) -> Any:

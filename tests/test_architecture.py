@@ -1,7 +1,11 @@
 """The layer rules, read from the source (every import statement, also those inside functions):
 
 - ``model_store`` never imports ``soap_server``, Spyne, lxml or zeep;
-- nothing under ``soap_server`` imports TensorFlow;
+- nothing under ``soap_server`` imports TensorFlow; the one exception is TF Serving's protobuf
+  modules (``tensorflow_serving.apis.*_pb2``, ``*_pb2_grpc``) in ``soap_server.grpc``: importing
+  them runs the ``tensorflow`` package's ``__init__`` (their ``tensorflow.core`` messages live
+  there), which the server process has loaded for ``model_store.serving`` anyway; nothing there
+  calls TensorFlow (tensors are converted with numpy);
 - no import cycles between the project's modules (counting imports at module level, where a
   cycle breaks the import itself or makes its order matter);
 - one package reaches into another only through its ``__init__`` (the names it exports) or its
@@ -82,6 +86,15 @@ def test_model_store_never_imports_the_soap_side(forbidden: str) -> None:
 def test_soap_server_never_imports_tensorflow() -> None:
     bad = [f"{m}:{line} imports {t}" for m, imps in IMPORTS.items() if _starts(m, "soap_server")
            for t, _, line in imps if _starts(t, "tensorflow") or _starts(t, "keras")]
+    assert not bad, bad
+
+
+def test_only_soap_server_grpc_imports_tf_serving_protobufs() -> None:
+    bad = [f"{m}:{line} imports {t}" for m, imps in IMPORTS.items()
+           for t, _, line in imps if _starts(t, "tensorflow_serving")
+           and not (_starts(m, "soap_server.grpc") and (
+               t == "tensorflow_serving.apis"
+               or _starts(t, "tensorflow_serving.apis") and t.endswith(("_pb2", "_pb2_grpc"))))]
     assert not bad, bad
 
 

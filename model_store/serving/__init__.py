@@ -9,10 +9,18 @@ imported when a model loads.
 
 from .observer import RegistryObserver, VersionObserver
 from .policy import VersionPolicy
-from .registry import ModelRegistry, ModelState, RegistrySettings, ServedModel, VersionEntry
+from .registry import (
+    ModelRegistry,
+    ModelState,
+    RegistrySettings,
+    ServedModel,
+    VersionEntry,
+    import_tensorflow,
+)
 from .session_pool import AdmissionGate, PoolLimits
 
 __all__ = [
     "AdmissionGate", "ModelRegistry", "ModelState", "PoolLimits", "RegistryObserver",
     "RegistrySettings", "ServedModel", "VersionEntry", "VersionObserver", "VersionPolicy",
+    "import_tensorflow",
 ]

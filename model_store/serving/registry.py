@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -45,6 +46,14 @@ from .policy import VersionPolicy
 from .session_pool import AdmissionGate, PoolLimits
 
 log = logging.getLogger(__name__)
+_LABEL = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+
+
+def import_tensorflow() -> None:
+    """Finish importing TensorFlow in this thread. Code that imports TensorFlow's protobuf
+    modules (TF Serving's gRPC API) calls this first: importing them while the loader thread
+    is halfway through ``import tensorflow`` fails on a half-filled descriptor pool."""
+    import tensorflow  # noqa: F401
 
 
 class ModelState(enum.StrEnum):
@@ -74,6 +83,9 @@ class RegistrySettings:
     version_policy: VersionPolicy = field(default_factory=VersionPolicy)
     #: Models that must have a servable version before ``ready`` is true.
     require_models: tuple[str, ...] = ()
+    #: TF Serving's ``version_labels`` by model (``{"digits": {"stable": 1}}``); they win over
+    #: the ``version_labels`` object a model's ``model.json`` may declare.
+    version_labels: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 class ServedModel:
@@ -449,6 +461,34 @@ class ModelRegistry:
             raise ModelNotFoundError(
                 f"model {name!r} has no version {version}; it has "
                 f"{[e.stored.version for e in entries]}")
+
+    def version_labels(self, name: str) -> dict[str, int]:
+        """TF Serving's version labels of ``name``: the newest ``model.json`` that declares
+        ``version_labels`` (``{"stable": 1, "canary": 2}``), overridden by the settings."""
+        validate_name(name)
+        with self._lock:
+            entries = self._versions_of(name)
+        if not entries:
+            raise ModelNotFoundError(f"model {name!r} is not served here")
+        labels: dict[str, int] = {}
+        for entry in reversed(entries):
+            declared = entry.signature.extra.get("version_labels") \
+                if entry.signature is not None else None
+            if isinstance(declared, Mapping):
+                labels = {str(k): int(v) for k, v in declared.items()
+                          if isinstance(v, int) and not isinstance(v, bool)}
+                break
+        labels.update(self.settings.version_labels.get(name, {}))
+        return labels
+
+    def resolve_label(self, name: str, label: str) -> int:
+        """The version a label names; ``ModelNotFoundError`` for an unknown label."""
+        labels = self.version_labels(name)
+        if not _LABEL.match(label) or label not in labels:
+            shown = label if _LABEL.match(label) else "(not a plain label)"
+            raise ModelNotFoundError(f"model {name!r} has no version label {shown!r}; it has "
+                                     f"{sorted(labels)}")
+        return labels[label]
 
     # -- shutting down -----------------------------------------------------------------------
     def drain(self, timeout: float) -> bool:

@@ -49,8 +49,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url = settings.public_url or url_of(settings.host, settings.port,
                                                 scheme_of(settings))
     store = Path(settings.model_store or bundled_store_path()).resolve()
+    grpc = f"; TF Serving gRPC at {settings.host}:{settings.grpc_port}" \
+        if settings.grpc_port else ""
     print(f"tfsoap {__version__}: PredictService at {url} (WSDL: {url}?wsdl); "
-          f"model store {store}; {settings.workers} worker process(es)", flush=True)
+          f"model store {store}; {settings.workers} worker process(es){grpc}", flush=True)
     serve(settings)
     return 0
 

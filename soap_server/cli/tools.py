@@ -1,5 +1,5 @@
 """``tfsoap`` subcommands that bring models into the store: freeze, convert-keras,
-convert-savedmodel, inspect.
+convert-savedmodel, inspect; and export-savedmodel, which takes one out to TF Serving.
 
 ``register(subparsers)`` adds them to the ``tfsoap`` parser; each sets ``func`` to a handler
 ``handler(args) -> int``. Reports go to stdout, progress lines to stderr, and a failure is one
@@ -137,6 +137,16 @@ def convert_savedmodel_command(args: argparse.Namespace) -> int:
     return _run(args, work, _prechecked(args, saved_model=args.dir))
 
 
+def export_savedmodel_command(args: argparse.Namespace) -> int:
+    """``tfsoap export-savedmodel``: a store version -> ``<output>/<version>`` SavedModel."""
+    def work() -> Any:
+        from model_store.tools import export_savedmodel
+
+        return export_savedmodel(args.model_store, args.name, args.output,
+                                 version=args.version, progress=_progress(args))
+    return _run(args, work)
+
+
 def inspect_command(args: argparse.Namespace) -> int:
     """``tfsoap inspect``: show a checkpoint, frozen graph, store entry or SavedModel."""
     def work() -> Any:
@@ -218,6 +228,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--signature", default="serving_default", help="signature key")
     _store_options(p)
     p.set_defaults(func=convert_savedmodel_command)
+
+    p = subparsers.add_parser(
+        "export-savedmodel", help="write a store version as a SavedModel for TF Serving",
+        description="Write <output>/<version>/saved_model.pb with a serving_default signature "
+                    "(the store entry's aliases, dtypes and shapes), the layout "
+                    "tensorflow_model_server --model_base_path=<output> loads.")
+    p.add_argument("--model-store", required=True, metavar="DIR", help="the model store folder")
+    p.add_argument("--name", required=True, help="model name in the store")
+    p.add_argument("--version", type=int, help="store version (default: the latest)")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="TF Serving's model base path; the version goes in DIR/<version>")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=export_savedmodel_command)
 
     p = subparsers.add_parser(
         "inspect", help="show a checkpoint, frozen .pb, store entry or SavedModel")

@@ -15,8 +15,8 @@ from .server import (
     stop_with_parent,
     url_of,
 )
-from .wsgi import TfsoapWsgi
+from .wsgi import BodyRefused, TfsoapWsgi
 
-__all__ = ["RELOAD_FILE_ENV", "AsgiFront", "ReloadWatcher", "RunningServer", "TfsoapWsgi",
-           "asgi_front", "request_reload", "scheme_of", "serve_forever", "stop_with_parent",
-           "url_of"]
+__all__ = ["RELOAD_FILE_ENV", "AsgiFront", "BodyRefused", "ReloadWatcher", "RunningServer",
+           "TfsoapWsgi", "asgi_front", "request_reload", "scheme_of", "serve_forever",
+           "stop_with_parent", "url_of"]

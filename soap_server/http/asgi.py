@@ -16,6 +16,8 @@ thread:
   ``request_timeout_s`` is refused the same way when its turn comes.
 
 The WSGI callable then answers exactly as before: the fast Predict path, Spyne, the WSDL.
+TF Serving's REST API (``/v1/...``) is not SOAP: its refusals here are its JSON errors with TF
+Serving's statuses (``TfsoapWsgi.refusal``: 413 too large, 400 malformed, 503 busy).
 """
 
 from __future__ import annotations
@@ -140,11 +142,17 @@ class AsgiFront:
         except _Refused as refused:
             log.info("request_id=%s op=- outcome=%s reason=%s", rid, refused.code,
                      refused.message)
-            payload = fault_envelope(refused.code, refused.message, rid)
-            headers = [(b"content-type", _XML), (b"x-request-id", rid.encode())]
+            rest = self.wsgi.refusal(method, environ["PATH_INFO"], refused.code,
+                                     refused.message, rid)
+            if rest is not None:  # TF Serving's REST API: its JSON error and HTTP status
+                status, headers, payload = rest
+            else:
+                status, payload = refused.status, fault_envelope(refused.code, refused.message,
+                                                                 rid)
+                headers = [(b"content-type", _XML), (b"x-request-id", rid.encode())]
             if refused.close:
                 headers.append((b"connection", b"close"))
-            await _respond(send, refused.status, headers, payload)
+            await _respond(send, status, headers, payload)
         except OSError as exc:  # the client went away while we answered
             log.debug("request_id=%s client disconnected: %s", rid, exc)
 
@@ -197,7 +205,12 @@ class AsgiFront:
         """Run the WSGI callable in a pool thread; a request that waited too long is refused."""
         rid = environ[REQUEST_ID_KEY]
         if time.monotonic() - queued > self.request_timeout_s:
-            payload = fault_envelope(UNAVAILABLE, "the server is busy; retry later", rid)
+            busy = "the server is busy; retry later"
+            rest = self.wsgi.refusal(environ["REQUEST_METHOD"], environ["PATH_INFO"],
+                                     UNAVAILABLE, busy, rid)
+            if rest is not None:
+                return rest[0], rest[1], [rest[2]]
+            payload = fault_envelope(UNAVAILABLE, busy, rid)
             return 500, [(b"content-type", _XML), (b"x-request-id", rid.encode())], [payload]
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))

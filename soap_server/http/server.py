@@ -84,6 +84,12 @@ class ServedApp(Protocol):
     @property
     def registry(self) -> ModelLoading: ...
 
+    def start_side_servers(self) -> None:
+        """Start what listens beside HTTP (TF Serving's gRPC API), if configured."""
+
+    def stop_side_servers(self, grace: float = 5.0) -> None:
+        """Stop it, letting calls in flight finish for up to ``grace`` seconds."""
+
 
 App = TypeVar("App", bound=ServedApp)
 
@@ -266,6 +272,8 @@ class RunningServer(Generic[App]):
         from granian.server.embed import Server as EmbeddedGranian
 
         limit_malloc_arenas()
+        # first, so that a missing gRPC package or a port in use leaves nothing running
+        self.app.start_side_servers()
         if load_models:
             self.app.registry.start_loading()
         self._granian = EmbeddedGranian(self.front, port=self.port, log_enabled=False,
@@ -283,7 +291,11 @@ class RunningServer(Generic[App]):
         self._thread = threading.Thread(target=run, name="tfsoap-http", daemon=True)
         self._thread.start()
         started.wait(30)
-        _wait_listening(self.host, self.port, 30)
+        try:
+            _wait_listening(self.host, self.port, 30)
+        except OSError:
+            self.stop()
+            raise
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> bool:
@@ -296,6 +308,7 @@ class RunningServer(Generic[App]):
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.front.pool.shutdown(wait=False)
+        self.app.stop_side_servers()
         self.app.registry.close()
 
     def __enter__(self) -> RunningServer[App]:

@@ -6,6 +6,8 @@ pass; loopback-only by default), ``GET /?wsdl`` or ``/PredictService.wsdl`` (the
 ``public_url`` as its address, or else the address the client used), ``POST /`` (SOAP). A body
 over the limit is refused with a ``Client.RequestTooLarge`` fault before it is read; anything
 that escapes Spyne becomes a ``Server.Internal`` fault, never an HTML error page.
+``/v1/models/...`` goes to TF Serving's REST API (``rest``), whose bodies are read the same way
+and whose refusals are TF Serving's JSON errors (``refusal``).
 
 Plain ``Predict`` requests take ``protocol.PredictFastPath`` instead of Spyne's pipeline. Its
 XML tree and the request bytes are dropped as soon as the tensors are decoded, so a request
@@ -48,6 +50,16 @@ _RID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 _XML = "text/xml; charset=utf-8"
 #: Bodies from this size on are parsed and decoded under ``large_body_slots``.
 LARGE_BODY = 64 * 1024
+#: TF Serving's REST API: ``(method, path, body or BodyRefused, request id) -> (status, JSON)``.
+RestHandler = Callable[[str, str, "bytes | BodyRefused", str, Caller], tuple[str, bytes]]
+
+
+class BodyRefused(Exception):
+    """A request body not read: its outcome code and the contract words saying why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
 
 
 class TfsoapWsgi:
@@ -61,8 +73,11 @@ class TfsoapWsgi:
                  admin_reload: Callable[[], Any] | None = None,
                  admin_mode: str = "loopback", guard: Guard | None = None,
                  access: AccessPolicy = OPEN_POLICY,
-                 certificate_caller: Caller | None = None) -> None:
+                 certificate_caller: Caller | None = None,
+                 rest: RestHandler | None = None) -> None:
         self.spyne_wsgi = spyne_wsgi
+        #: TF Serving's REST API at ``/v1/``
+        self.rest = rest
         #: ``GET /metrics``: the exposition text and its content type
         self.metrics = metrics
         #: ``POST /admin/reload``: the registry's reload pass; ``admin_mode`` says who may
@@ -120,6 +135,10 @@ class TfsoapWsgi:
         path = environ.get("PATH_INFO", "") or "/"
         query = environ.get("QUERY_STRING", "")
         try:
+            if self.is_rest(method, path):
+                with request_scope(environ.get("REMOTE_ADDR", ""), parse_timeout_ms(
+                        environ.get("HTTP_X_REQUEST_TIMEOUT_MS", ""))):
+                    return self._rest(environ, start_response, method, path, rid)
             if method in ("GET", "HEAD"):
                 probe = self.probe(method, path, rid)
                 if probe is not None:
@@ -161,25 +180,11 @@ class TfsoapWsgi:
 
     def _soap(self, environ: dict[str, Any], start_response: StartResponse,
               rid: str) -> Iterable[bytes]:
-        length_text = environ.get("CONTENT_LENGTH") or ""
-        limit = self.max_body_bytes
-        stream = environ["wsgi.input"]
-        if length_text:
-            try:
-                length = int(length_text)
-            except ValueError:
-                log.info("request_id=%s op=- outcome=%s", rid, MALFORMED_REQUEST)
-                return self._fault(start_response, MALFORMED_REQUEST,
-                                   "invalid Content-Length", rid)
-            if length > limit:
-                _drain(stream, length)
-                return self._too_large(start_response, length, rid)
-            body = stream.read(length) if length > 0 else b""
-        else:  # chunked or unknown length: read at most one byte past the limit
-            body = stream.read(limit + 1)
-            if len(body) > limit:
-                _drain(stream, None)
-                return self._too_large(start_response, None, rid)
+        try:
+            body = self._read_body(environ, rid)
+        except BodyRefused as exc:
+            return self._fault(start_response, exc.code, exc.message, rid,
+                               close=exc.code == REQUEST_TOO_LARGE)
         if self.guard is not None or self.certificate_caller is not None:
             denied = self._authenticate(environ, body, start_response, rid)
             if denied is not None:
@@ -279,13 +284,95 @@ class TfsoapWsgi:
         return self._fault(start_response, NOT_AUTHORIZED,
                            "the caller may not read this resource", rid, "403 Forbidden")
 
-    def _too_large(self, start_response: StartResponse, length: int | None,
-                   rid: str) -> Iterable[bytes]:
+    def _read_body(self, environ: dict[str, Any], rid: str) -> bytes:
+        """The request body, at most ``max_body_bytes`` (SOAP and REST read it the same way);
+        ``BodyRefused`` for a bad Content-Length or a body over the limit (drained first)."""
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        limit = self.max_body_bytes
+        stream = environ["wsgi.input"]
+        if length_text:
+            try:
+                length = int(length_text)
+            except ValueError:
+                log.info("request_id=%s op=- outcome=%s", rid, MALFORMED_REQUEST)
+                raise BodyRefused(MALFORMED_REQUEST, "invalid Content-Length") from None
+            if length > limit:
+                _drain(stream, length)
+                raise self._too_large(length, rid)
+            return stream.read(length) if length > 0 else b""
+        # chunked or unknown length: read at most one byte past the limit
+        body: bytes = stream.read(limit + 1)
+        if len(body) > limit:
+            _drain(stream, None)
+            raise self._too_large(None, rid)
+        return body
+
+    def _too_large(self, length: int | None, rid: str) -> BodyRefused:
         size = f"{length} bytes" if length is not None else "the request body"
         log.info("request_id=%s op=- outcome=%s size=%s", rid, REQUEST_TOO_LARGE, size)
-        return self._fault(start_response, REQUEST_TOO_LARGE,
-                           f"{size} is over the limit of {self.max_body_bytes} bytes", rid,
-                           close=True)
+        return BodyRefused(REQUEST_TOO_LARGE,
+                           f"{size} is over the limit of {self.max_body_bytes} bytes")
+
+    def is_rest(self, method: str, path: str) -> bool:
+        """Whether the request is for TF Serving's REST API (``/v1/...``)."""
+        return self.rest is not None and path.startswith("/v1/") and method in ("GET", "POST")
+
+    def refusal(self, method: str, path: str, code: str, message: str,
+                rid: str) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """A REST request's answer when the HTTP front refuses it before it runs (body too
+        large or late, server busy): TF Serving's JSON error and status (413, 400, 503);
+        None for the other paths, which get a SOAP fault."""
+        if self.rest is None or not self.is_rest(method, path):
+            return None
+        status, payload = self.rest(method, path, BodyRefused(code, message), rid, ANONYMOUS)
+        return int(status.split(" ", 1)[0]), [(b"content-type", b"application/json"),
+                                              (b"x-request-id", rid.encode())], payload
+
+    def _rest(self, environ: dict[str, Any], start_response: StartResponse, method: str,
+              path: str, rid: str) -> Iterable[bytes]:
+        """TF Serving's REST API (``/v1/models/...``), translated by ``self.rest``."""
+        assert self.rest is not None
+        caller = ANONYMOUS
+        if self.guard is not None or self.certificate_caller is not None:
+            denied = self._rest_caller(environ, rid)
+            if isinstance(denied, tuple):
+                status, extra = denied
+                payload = (json.dumps({"error": "authentication failed"}) + "\n").encode()
+                start_response(status, [("Content-Type", "application/json"),
+                                        ("Content-Length", str(len(payload))),
+                                        ("X-Request-ID", rid), *extra])
+                return [payload]
+            caller = denied
+        body: bytes | BodyRefused = b""
+        if method == "POST":
+            try:
+                body = self._read_body(environ, rid)
+            except BodyRefused as exc:
+                body = exc
+        status, payload = self.rest(method, path, body, rid, caller)
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+                   ("X-Request-ID", rid)]
+        if isinstance(body, BodyRefused):
+            headers.append(("Connection", "close"))
+        start_response(status, headers)
+        return [payload]
+
+    def _rest_caller(self, environ: dict[str, Any],
+                     rid: str) -> Caller | tuple[str, list[tuple[str, str]]]:
+        """The REST request's caller (HTTP Basic, or a client certificate), checked as for SOAP;
+        or the status and headers of the refusal (401, with the Basic challenge when the
+        request carried no credentials)."""
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        if self._authenticate(environ, b"", capture, rid) is None:
+            caller: Caller = environ[CALLER_KEY]
+            return caller
+        challenge = [h for h in captured.get("headers", []) if h[0] == "WWW-Authenticate"]
+        return "401 Unauthorized", challenge
 
     def _wsdl(self, environ: dict[str, Any], start_response: StartResponse,
               rid: str) -> Iterable[bytes]:

@@ -91,7 +91,8 @@ def decode_predict(body: etree._Element, lists: Sequence[np.ndarray] | None = No
         if not tag.startswith(_T):
             raise MalformedRequestError(f"element {tag!r} in Predict is not in namespace {TNS}")
         local = tag[len(_T):]
-        if local not in ("model_name", "version", "inputs", "output_filter", "output_encoding"):
+        if local not in ("model_name", "version", "inputs", "output_filter", "output_encoding",
+                         "version_label"):
             raise MalformedRequestError(f"unknown element <{local}> in Predict")
         if local in fields:
             raise MalformedRequestError(f"element <{local}> repeated in Predict")
@@ -112,7 +113,8 @@ def decode_predict(body: etree._Element, lists: Sequence[np.ndarray] | None = No
     if encoding not in _ENCODINGS:
         raise MalformedRequestError(f"Predict <output_encoding> must be one of {_ENCODINGS}")
     inputs = decode_tensors(fields["inputs"], "Predict <inputs>", lists)
-    return [_text(fields["model_name"]), version, inputs, output_filter, encoding]
+    label = _text(fields["version_label"]) if "version_label" in fields else None
+    return [_text(fields["model_name"]), version, inputs, output_filter, encoding, label or None]
 
 
 def wants_packed(inputs: list[WireTensor], encoding: str | None) -> bool:
@@ -124,8 +126,18 @@ def wants_packed(inputs: list[WireTensor], encoding: str | None) -> bool:
     return any(t.packed for t in inputs)
 
 
+_XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+
 class TfsoapSoap11(Soap11):
     """Spyne's ``Soap11`` with safe parsing, the tensor fast path and ``ServiceFault`` faults."""
+
+    def from_element(self, ctx: Any, cls: Any, element: Any) -> Any:
+        # an optional text field sent as xsi:nil by a toolkit that does so for null strings
+        # (types.optional_text) is absent, not invalid; other fields stay strict
+        if getattr(cls, "tfsoap_nil_is_absent", False) and element.get(_XSI_NIL):
+            return None
+        return super().from_element(ctx, cls, element)
 
     def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
         rid = request_id(ctx)
@@ -279,6 +291,7 @@ class PredictCall:
     inputs: list[WireTensor]
     output_filter: list[str] | None
     encoding: str
+    version_label: str | None = None
 
 
 def spyne_hooks(spyne_app: Any, extra: Iterable[Any] = ()) -> list[str]:
@@ -368,7 +381,8 @@ class PredictFastPath:
         try:
             result = self.dataplane.predict(call.model_name, call.version,
                                             [(t.name, t.value) for t in call.inputs],
-                                            call.output_filter, rid, caller)
+                                            call.output_filter, rid, caller,
+                                            version_label=call.version_label)
             return True, FastPredictResponse(result, wants_packed(call.inputs,
                                                                   call.encoding)).to_xml()
         except Exception as exc:  # translated once, as PredictService.call_wrapper does

@@ -29,6 +29,7 @@ from .types import (
     TensorArray,
     TensorInfo,
     optional,
+    optional_text,
     required,
 )
 
@@ -80,19 +81,25 @@ class PredictService(ServiceBase):
         except Exception as exc:  # translated once, here, into the fault the client sees
             raise to_fault(exc, request_id(ctx)) from None
 
+    # ``version_label`` (TF Serving's ``stable``, ``canary``...) is optional and last, so that
+    # requests written before it existed stay valid.
     @rpc(required(Unicode), optional(Integer64), required(TensorArray), optional(StringArray),
-         optional(OutputEncoding), _returns=required(PredictResult), **_OPS)
-    def Predict(ctx, model_name, version, inputs, output_filter, output_encoding):  # noqa: N802
-        """Run a model on input tensors: the latest version unless a version is given."""
+         optional(OutputEncoding), optional_text(), _returns=required(PredictResult), **_OPS)
+    def Predict(ctx, model_name, version, inputs, output_filter, output_encoding,  # noqa: N802
+                version_label):
+        """Run a model on input tensors: the latest version unless a version or label is given."""
         result = _plane(ctx).predict(model_name, version, [(t.name, t.value) for t in inputs],
-                                     output_filter, request_id(ctx), _caller(ctx))
+                                     output_filter, request_id(ctx), _caller(ctx),
+                                     version_label=version_label)
         return FastPredictResponse(result, wants_packed(inputs, output_encoding))
 
-    @rpc(required(Unicode), optional(Integer64), _returns=required(ModelMetadata), **_OPS)
-    def GetModelMetadata(ctx, model_name, version):  # noqa: N802
+    @rpc(required(Unicode), optional(Integer64), optional_text(),
+         _returns=required(ModelMetadata), **_OPS)
+    def GetModelMetadata(ctx, model_name, version, version_label):  # noqa: N802
         """A model's inputs, outputs, labels, versions and batching settings."""
         return _metadata(_plane(ctx).metadata(model_name, version, request_id(ctx),
-                                                  _caller(ctx)))
+                                                  _caller(ctx),
+                                                  version_label=version_label))
 
     @rpc(_returns=required(ModelSummaryArray), **_OPS)
     def ListModels(ctx):  # noqa: N802

@@ -39,6 +39,18 @@ def optional(t: Any) -> Any:
     return t.customize(min_occurs=0, nillable=False)
 
 
+def optional_text() -> Any:
+    """An optional string field that may also arrive empty or nil when unset (WCF's serializer
+    sends ``<version_label i:nil="true"/>`` for a null string): Spyne reads both as None, which
+    counts as absent. The WSDL still says ``minOccurs="0"`` and not nillable."""
+    t = optional(Unicode)
+    t.tfsoap_nil_is_absent = True  # read by protocol.TfsoapSoap11.from_element
+    for check in ("validate_string", "validate_native"):
+        setattr(t, check, staticmethod(
+            lambda cls, value, base=getattr(Unicode, check): value is None or base(cls, value)))
+    return t
+
+
 def array_of(item: Any) -> Any:
     """An array type: a wrapper element holding non-nillable repeated items."""
     return Array(item.customize(nillable=False, min_occurs=0), nillable=False)

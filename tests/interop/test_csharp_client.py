@@ -65,9 +65,9 @@ def test_mono_wsdl_proxy_unwraps_every_operation(csharp_build: Any, source: str)
     for signature in (
         "public PredictResult Predict(string model_name, long version, bool versionSpecified, "
         "Tensor[] inputs, string[] output_filter, OutputEncoding output_encoding, "
-        "bool output_encodingSpecified)",
+        "bool output_encodingSpecified, string version_label)",
         "public ModelMetadata GetModelMetadata(string model_name, long version, "
-        "bool versionSpecified)",
+        "bool versionSpecified, string version_label)",
         "public ModelSummary[] ListModels()",
         "public ServerStatus GetServerStatus()",
         "public partial class PredictService : System.Web.Services.Protocols."
@@ -86,8 +86,9 @@ def test_mono_svcutil_proxy_unwraps_every_operation(csharp_build: Any, source: s
     proxy = normalized_source(path, _ATTRIBUTES).replace("tfsoap.predict.v1.", "")
     for signature in (
         "public PredictResult Predict(string model_name, long version, TensorArray inputs, "
-        "stringArray output_filter, OutputEncoding output_encoding)",
-        "public ModelMetadata GetModelMetadata(string model_name, long version)",
+        "stringArray output_filter, OutputEncoding output_encoding, string version_label)",
+        "public ModelMetadata GetModelMetadata(string model_name, long version, "
+        "string version_label)",
         "public ModelSummaryArray ListModels()",
         "public ServerStatus GetServerStatus()",
     ):

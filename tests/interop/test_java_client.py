@@ -65,9 +65,10 @@ def test_wsimport_unwraps_every_operation(java_stubs: Any, source: str) -> None:
     sei = normalized_source(generated / "PredictServicePortType.java", r"@\w+(\([^)]*\))?")
     for signature in (
         "public PredictResult predict(String modelName, Long version, TensorArray inputs, "
-        "StringArray outputFilter, OutputEncoding outputEncoding) throws ServiceFault_Exception",
-        "public ModelMetadata getModelMetadata(String modelName, Long version) "
+        "StringArray outputFilter, OutputEncoding outputEncoding, String versionLabel) "
         "throws ServiceFault_Exception",
+        "public ModelMetadata getModelMetadata(String modelName, Long version, "
+        "String versionLabel) throws ServiceFault_Exception",
         "public ModelSummaryArray listModels() throws ServiceFault_Exception",
         "public ServerStatus getServerStatus() throws ServiceFault_Exception",
     ):

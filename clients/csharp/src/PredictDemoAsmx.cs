@@ -83,7 +83,7 @@ namespace Tfsoap.Demo
                     Console.WriteLine("MODEL " + m.name + " " + m.latest_version + " " + m.state);
 
             // versionSpecified = false: the element is left out and the latest version answers.
-            ModelMetadata md = service.GetModelMetadata(model, 0, false);
+            ModelMetadata md = service.GetModelMetadata(model, 0, false, null);
             Console.WriteLine("METADATA " + md.model_name + " " + md.version);
             foreach (TensorInfo t in md.inputs)
                 Console.WriteLine("INPUT " + Describe(t));
@@ -92,15 +92,15 @@ namespace Tfsoap.Demo
             string input = md.inputs[0].name;
 
             PredictResult typed = service.Predict(model, 0, false, new[] { Typed(input, images) },
-                                                  null, OutputEncoding.AUTO, false);
+                                                  null, OutputEncoding.AUTO, false, null);
             Report.Prediction("typed", typed.version, Outputs(typed));
             PredictResult packed = service.Predict(model, 0, false, new[] { Packed(input, images) },
-                                                   null, OutputEncoding.AUTO, false);
+                                                   null, OutputEncoding.AUTO, false, null);
             Report.Prediction("packed", packed.version, Outputs(packed));
 
             try {
                 service.Predict("no_such_model", 0, false, new[] { Typed(input, images) },
-                                null, OutputEncoding.AUTO, false);
+                                null, OutputEncoding.AUTO, false, null);
                 Console.WriteLine("NOFAULT no_such_model answered");
             } catch (SoapHeaderException e) {
                 // Mono's answer to a fault without <detail>: the contract promises one.

@@ -163,7 +163,7 @@ namespace Tfsoap.Demo
                 if (m.name == model)
                     Console.WriteLine("MODEL " + m.name + " " + m.latest_version + " " + m.state);
 
-            ModelMetadata md = client.GetModelMetadata(model, version);
+            ModelMetadata md = client.GetModelMetadata(model, version, null);
             Console.WriteLine("METADATA " + md.model_name + " " + md.version);
             foreach (TensorInfo t in md.inputs)
                 Console.WriteLine("INPUT " + Describe(t));
@@ -172,13 +172,13 @@ namespace Tfsoap.Demo
             string input = md.inputs[0].name;
 
             // output_encoding AUTO is the enum's default, which the proxy leaves out.
-            PredictResult typed = client.Predict(model, version, Inputs(Typed(input, images)), null, OutputEncoding.AUTO);
+            PredictResult typed = client.Predict(model, version, Inputs(Typed(input, images)), null, OutputEncoding.AUTO, null);
             Report.Prediction("typed", typed.version, Outputs(typed));
-            PredictResult packed = client.Predict(model, version, Inputs(Packed(input, images)), null, OutputEncoding.AUTO);
+            PredictResult packed = client.Predict(model, version, Inputs(Packed(input, images)), null, OutputEncoding.AUTO, null);
             Report.Prediction("packed", packed.version, Outputs(packed));
 
             try {
-                client.Predict("no_such_model", 1, Inputs(Typed(input, images)), null, OutputEncoding.AUTO);
+                client.Predict("no_such_model", 1, Inputs(Typed(input, images)), null, OutputEncoding.AUTO, null);
                 Console.WriteLine("NOFAULT no_such_model answered");
             } catch (FaultException<ServiceFault> e) {
                 Console.WriteLine("FAULT " + e.Detail.Code + " " + Report.OneLine(e.Detail.Message));

@@ -188,7 +188,7 @@ public final class PredictDemo {
             }
         }
 
-        ModelMetadata md = port.getModelMetadata(model, null);  // null: the latest version
+        ModelMetadata md = port.getModelMetadata(model, null, null);  // nulls: the latest version
         System.out.println("METADATA " + md.getModelName() + " " + md.getVersion());
         for (TensorInfo t : md.getInputs().getTensorInfo()) {
             System.out.println("INPUT " + describe(t));
@@ -198,11 +198,11 @@ public final class PredictDemo {
         }
         String inputName = md.getInputs().getTensorInfo().get(0).getName();
 
-        report("typed", port.predict(model, null, inputs(typed(inputName, images)), null, null));
-        report("packed", port.predict(model, null, inputs(packed(inputName, images)), null, null));
+        report("typed", port.predict(model, null, inputs(typed(inputName, images)), null, null, null));
+        report("packed", port.predict(model, null, inputs(packed(inputName, images)), null, null, null));
 
         try {
-            port.predict("no_such_model", null, inputs(typed(inputName, images)), null, null);
+            port.predict("no_such_model", null, inputs(typed(inputName, images)), null, null, null);
             System.out.println("NOFAULT no_such_model answered");
         } catch (ServiceFault_Exception e) {
             ServiceFault f = e.getFaultInfo();

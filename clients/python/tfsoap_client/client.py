@@ -175,11 +175,12 @@ class PredictClient:
     def predict_result(self, model: str, inputs: Mapping[str, Any], *,
                        version: int | None = None, outputs: Sequence[str] | None = None,
                        encoding: str | None = None,
-                       output_encoding: str | None = None) -> PredictResult:
+                       output_encoding: str | None = None,
+                       version_label: str | None = None) -> PredictResult:
         """Like ``predict`` but also says which model version answered."""
         enc = encoding or self.encoding
         if self.cast_inputs:
-            inputs = self._cast(model, version, inputs)
+            inputs = self._cast(model, version, inputs, version_label)
         kwargs: dict[str, Any] = {"model_name": model,
                                   "inputs": {"Tensor": inputs_to_wire(inputs, enc)}}
         if version is not None:
@@ -188,19 +189,24 @@ class PredictClient:
             kwargs["output_filter"] = {"string": list(outputs)}
         if output_encoding:
             kwargs["output_encoding"] = output_encoding
+        if version_label:
+            kwargs["version_label"] = version_label
         res = self._call("Predict", **kwargs)
         tensors = dict(from_wire(t) for t in _items(res["outputs"], "Tensor"))
         return PredictResult(res["model_name"], int(res["version"]), tensors)
 
-    def _cast(self, model: str, version: int | None, inputs: Mapping[str, Any]
-              ) -> Mapping[str, Any]:
+    def _cast(self, model: str, version: int | None, inputs: Mapping[str, Any],
+              version_label: str | None = None) -> Mapping[str, Any]:
         """``inputs`` cast to the dtypes the model's signature declares, where that is safe
         (see ``tensors.cast_for_signature``); the signature is asked once per model and
-        version. An input the signature does not name is left for the server to refuse."""
-        dtypes = self._input_dtypes.get((model, version))
+        version (a label's is asked each time: its version may move). An input the signature
+        does not name is left for the server to refuse."""
+        dtypes = self._input_dtypes.get((model, version)) if not version_label else None
         if dtypes is None:
-            dtypes = {t.name: t.dtype for t in self.metadata(model, version).inputs}
-            self._input_dtypes[(model, version)] = dtypes
+            meta = self.metadata(model, version, version_label=version_label)
+            dtypes = {t.name: t.dtype for t in meta.inputs}
+            if not version_label:
+                self._input_dtypes[(model, version)] = dtypes
         cast: dict[str, Any] = {}
         for name, value in inputs.items():
             if name not in dtypes:
@@ -215,16 +221,22 @@ class PredictClient:
 
     def predict(self, model: str, inputs: Mapping[str, Any], *, version: int | None = None,
                 outputs: Sequence[str] | None = None,
-                encoding: str | None = None) -> dict[str, np.ndarray]:
-        """Run ``model`` on ``inputs`` (name -> array); returns outputs by name."""
+                encoding: str | None = None,
+                version_label: str | None = None) -> dict[str, np.ndarray]:
+        """Run ``model`` on ``inputs`` (name -> array); returns outputs by name. The latest
+        version answers unless ``version`` or ``version_label`` (``"stable"``) says."""
         return self.predict_result(model, inputs, version=version, outputs=outputs,
-                                   encoding=encoding).outputs
+                                   encoding=encoding, version_label=version_label).outputs
 
-    def metadata(self, model: str, version: int | None = None) -> ModelMetadata:
-        """The inputs, outputs, labels and versions of ``model``."""
+    def metadata(self, model: str, version: int | None = None, *,
+                 version_label: str | None = None) -> ModelMetadata:
+        """The inputs, outputs, labels and versions of ``model`` (of ``version``, or of the
+        version ``version_label`` names)."""
         kwargs: dict[str, Any] = {"model_name": model}
         if version is not None:
             kwargs["version"] = int(version)
+        if version_label:
+            kwargs["version_label"] = version_label
         m = self._call("GetModelMetadata", **kwargs)
         batching = None
         if m["batching"] is not None:

@@ -189,9 +189,14 @@ def test_fields_are_never_nillable_and_optional_means_min_occurs_zero(
         return {e.get("name"): e.get("minOccurs", "1")
                 for e in types[type_name].findall("xs:sequence/xs:element", NS)}
 
+    # version_label came after 0.1: optional and last, so earlier requests stay valid
     assert occurs("Predict") == {"model_name": "1", "version": "0", "inputs": "1",
-                                 "output_filter": "0", "output_encoding": "0"}
-    assert occurs("GetModelMetadata") == {"model_name": "1", "version": "0"}
+                                 "output_filter": "0", "output_encoding": "0",
+                                 "version_label": "0"}
+    assert occurs("GetModelMetadata") == {"model_name": "1", "version": "0",
+                                          "version_label": "0"}
+    for operation in ("Predict", "GetModelMetadata"):
+        assert list(occurs(operation))[-1] == "version_label"
     tensor = occurs("Tensor")
     assert {k: tensor[k] for k in ("name", "dtype", "shape")} == \
         {"name": "1", "dtype": "1", "shape": "1"}
