@@ -12,7 +12,7 @@ from spyne import const as spyne_const
 from spyne.server.wsgi import WsgiApplication
 
 from model_store import ModelRepository, bundled_store_path
-from model_store.serving import ModelRegistry, PoolLimits, RegistrySettings
+from model_store.serving import ModelRegistry, PoolLimits, RegistrySettings, WeightsOptions
 from model_store.store import BatchingConfig
 
 from . import __version__
@@ -62,7 +62,10 @@ def registry_settings(settings: Settings) -> RegistrySettings:
         limits=PoolLimits(settings.max_concurrent_runs, settings.max_queued,
                           settings.request_timeout_s),
         intra_op_threads=settings.intra_op_threads, inter_op_threads=settings.inter_op_threads,
-        batching=override, disable_batching=not settings.batching)
+        batching=override, disable_batching=not settings.batching,
+        weights=WeightsOptions(settings.weights_as_variables,
+                               settings.weights_as_variables_min_bytes,
+                               settings.log_progress_above_bytes))
 
 
 @dataclass

@@ -5,10 +5,11 @@ flight and the queue with its deadline), ``batching`` (the dynamic batcher), ``r
 versions of every model, their states, and reloads). TensorFlow is imported when a model loads.
 """
 
+from .loader import WeightsOptions
 from .registry import ModelRegistry, ModelState, RegistrySettings, ServedModel, VersionEntry
 from .session_pool import AdmissionGate, PoolLimits
 
 __all__ = [
     "AdmissionGate", "ModelRegistry", "ModelState", "PoolLimits", "RegistrySettings",
-    "ServedModel", "VersionEntry",
+    "ServedModel", "VersionEntry", "WeightsOptions",
 ]
