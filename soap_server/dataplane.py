@@ -62,6 +62,9 @@ class VersionStatus:
     error: str
     completed: int
     rejected: int
+    #: resident memory the load added (measured RSS delta); None unless AVAILABLE
+    memory_bytes: int | None = None
+    load_seconds: float | None = None
 
 
 @dataclass
@@ -162,8 +165,11 @@ class DataPlane:
             models = []
             for e in self.registry.entries():
                 gate = e.served.gate if e.served is not None else None
+                loaded = e.served is not None
                 models.append(VersionStatus(e.stored.name, e.stored.version, e.state.value,
                                             e.error, gate.completed if gate else 0,
-                                            gate.rejected if gate else 0))
+                                            gate.rejected if gate else 0,
+                                            e.memory_bytes if loaded else None,
+                                            round(e.load_seconds, 3) if loaded else None))
             return ServerStatus(self.server_version, time.monotonic() - self.started,
                                 self.registry.ready, models)

@@ -114,12 +114,18 @@ def cmd_models(args: argparse.Namespace) -> int:
 
         try:
             client = PredictClient(args.url)
+            loaded = {m["model_name"]: m for m in client.status().models
+                      if m.get("memory_bytes") is not None}  # the latest loaded version last
             for m in client.list_models():
                 md = client.metadata(m.name)
                 rows.append(_model_row(m.name, list(m.versions), m.state,
                                        [(t.name, t.dtype, t.shape) for t in md.inputs],
                                        [(t.name, t.dtype, t.shape) for t in md.outputs],
                                        m.description))
+                if m.name in loaded:
+                    rows[-1]["memory_bytes"] = int(loaded[m.name]["memory_bytes"])
+                    rows[-1]["load_seconds"] = float(loaded[m.name]["load_seconds"] or 0.0)
+                    rows[-1]["loaded_version"] = int(loaded[m.name]["version"])
         except ClientError as exc:
             print(f"tfsoap: error: {exc}", file=sys.stderr)
             return 1
@@ -149,4 +155,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"    outputs: {'; '.join(r['outputs'])}")
         if r["description"]:
             print(f"    {r['description']}")
+        if "memory_bytes" in r:
+            print(f"    memory: {r['memory_bytes'] / 2**20:.1f} MiB resident (measured at load, "
+                  f"version {r['loaded_version']}), loaded in {r['load_seconds']:.2f}s")
     return 0

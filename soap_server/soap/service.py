@@ -98,4 +98,6 @@ class PredictService(ServiceBase):
             server_version=s.server_version, uptime_seconds=s.uptime_seconds, ready=s.ready,
             models=[ModelVersionStatus(model_name=m.model_name, version=m.version, state=m.state,
                                        error=m.error or None, requests_completed=m.completed,
-                                       requests_rejected=m.rejected) for m in s.models])
+                                       requests_rejected=m.rejected,
+                                       memory_bytes=m.memory_bytes,
+                                       load_seconds=m.load_seconds) for m in s.models])

@@ -134,6 +134,9 @@ class ModelVersionStatus(ComplexModel):
         ("error", optional(Unicode)),
         ("requests_completed", required(Integer64)),
         ("requests_rejected", required(Integer64)),
+        # since 0.2: what the loaded version costs (absent while LOADING or FAILED)
+        ("memory_bytes", optional(Integer64)),
+        ("load_seconds", optional(Double)),
     ]
 
 

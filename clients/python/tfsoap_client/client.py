@@ -191,8 +191,10 @@ class PredictClient:
     def status(self) -> ServerStatus:
         """Server version, uptime, readiness and each model version's state."""
         s = self._call("GetServerStatus")
-        models = tuple({k: m[k] for k in ("model_name", "version", "state", "error",
-                                           "requests_completed", "requests_rejected")}
+        models = tuple({k: m[k] if k in m else None
+                        for k in ("model_name", "version", "state", "error",
+                                  "requests_completed", "requests_rejected", "memory_bytes",
+                                  "load_seconds")}
                        for m in _items(s["models"], "ModelVersionStatus"))
         return ServerStatus(s["server_version"], float(s["uptime_seconds"]), bool(s["ready"]),
                             models)
