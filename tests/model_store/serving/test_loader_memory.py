@@ -177,3 +177,30 @@ def test_a_batched_registry_with_variables_answers_every_caller_exactly(tmp_path
             assert np.array_equal(got[i], w), i
     finally:
         registry.close()
+
+
+def test_three_instances_hold_a_large_weight_about_once(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    width = 2896  # a 32 MiB float32 weight
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, width], name="x")
+        w = np.random.default_rng(2).standard_normal((width, width), dtype=np.float32)
+        tf.matmul(x, tf.constant(w, name="w"), name="y")
+    graph_bytes = graph.as_graph_def().SerializeToString()
+    del graph, w
+    sig = ModelSignature(inputs=(TensorSpec("x", "x:0", "DT_FLOAT", (-1, width)),),
+                         outputs=(TensorSpec("y", "y:0", "DT_FLOAT", (-1, width)),))
+    model = LoadedModel(store_version(tmp_path, graph_bytes, sig), sig, instances=3)
+    try:
+        model.warm_up()
+        assert model.weights_bytes == width * width * 4
+        # three sessions over constants would hold it about 15 times; shared variables once
+        assert model.memory_bytes < 2 * model.weights_bytes, model.memory_bytes / 2**20
+        x = np.ones((2, width), np.float32)
+        want = frozen_outputs(graph_bytes, {"x:0": x}, ["y:0"])[0]
+        for _ in range(3):
+            np.testing.assert_array_equal(model.run({"x": x})["y"], want)
+    finally:
+        model.close()
