@@ -102,7 +102,10 @@ def _parse_graph(stored: StoredVersion, graph_bytes: bytes | None,
         raise ModelLoadError(f"{stored.graph_path} is not a GraphDef: {exc}") from None
     moved = MovedWeights()
     if weights.as_variables:
-        moved = move_large_constants(graph_def, weights.min_bytes)
+        try:
+            moved = move_large_constants(graph_def, weights.min_bytes)
+        except (ValueError, TypeError) as exc:  # a constant whose bytes do not fit its shape
+            raise ModelLoadError(f"{stored.graph_path} has a malformed constant: {exc}") from None
     return graph_def, moved
 
 
@@ -135,9 +138,10 @@ class _Progress:
 class LoadedModel:
     """A frozen model version imported into its own graph, with ``instances`` sessions.
 
-    With ``weights.as_variables`` (the default) the graph's large constants are held once per
-    session as variables; ``memory_bytes`` is the resident memory the load added (measured) and
-    ``weights_bytes`` the bytes moved into variables.
+    With ``weights.as_variables`` (the default) the graph's large constants are held once, as
+    variables whose buffers every session shares; ``memory_bytes`` is the resident memory the
+    load added (measured; the first load in a process also carries TensorFlow's first-session
+    setup) and ``weights_bytes`` the bytes moved into variables.
     """
 
     def __init__(self, stored: StoredVersion, signature: ModelSignature | None = None,

@@ -204,3 +204,18 @@ def test_three_instances_hold_a_large_weight_about_once(tmp_path: Path) -> None:
             np.testing.assert_array_equal(model.run({"x": x})["y"], want)
     finally:
         model.close()
+
+
+def test_a_constant_whose_bytes_do_not_fit_its_shape_fails_to_load(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from model_store import ModelLoadError
+
+    graph_bytes, sig = weighted_model("DT_FLOAT", np.float32)
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(graph_bytes)
+    w1 = next(n for n in graph_def.node if n.name == "w1")
+    w1.attr["value"].tensor.tensor_shape.dim[0].size = 17  # 17x32 floats, 16x32 stored
+    stored = store_version(tmp_path, graph_def.SerializeToString(), sig)
+    with pytest.raises(ModelLoadError, match="malformed constant"):
+        LoadedModel(stored, sig, weights=MOVE_ALL)
