@@ -18,7 +18,13 @@ from spyne import const as spyne_const
 from spyne.server.wsgi import WsgiApplication
 
 from model_store import ModelRepository, bundled_store_path
-from model_store.serving import ModelRegistry, PoolLimits, RegistrySettings, VersionPolicy
+from model_store.serving import (
+    ModelRegistry,
+    PoolLimits,
+    RegistrySettings,
+    VersionPolicy,
+    WeightsOptions,
+)
 from model_store.store import BatchingConfig
 
 from . import __version__
@@ -95,7 +101,10 @@ def registry_settings(settings: Settings) -> RegistrySettings:
         poll_interval_s=settings.poll_interval_s,
         version_policy=VersionPolicy.parse(settings.version_policy),
         require_models=settings.required_models,
-        version_labels=parse_version_labels(settings.version_labels))
+        version_labels=parse_version_labels(settings.version_labels),
+        weights=WeightsOptions(settings.weights_as_variables,
+                               settings.weights_as_variables_min_bytes,
+                               settings.log_progress_above_bytes))
 
 
 @dataclass

@@ -98,6 +98,10 @@ class VersionStatus:
     content_hash: str = ""
     loaded_at: float = 0.0
     load_seconds: float = 0.0
+    #: resident memory the load added (measured RSS delta); 0 until loaded
+    memory_bytes: int = 0
+    #: bytes of the constants held as variables (from their shapes)
+    weights_bytes: int = 0
 
 
 @dataclass
@@ -272,6 +276,7 @@ class DataPlane:
                 models.append(VersionStatus(e.stored.name, e.stored.version, e.state.value,
                                             e.error, gate.completed if gate else 0,
                                             gate.rejected if gate else 0, e.content_hash,
-                                            e.loaded_at, e.load_seconds))
+                                            e.loaded_at, e.load_seconds, e.memory_bytes,
+                                            e.weights_bytes))
             return ServerStatus(self.server_version, time.monotonic() - self.started,
                                 self.registry.ready, models)

@@ -73,11 +73,19 @@ class Settings:
     max_queued: int = 256
     """Requests that may wait per model version; more get ``Server.Unavailable`` at once."""
     instances: int = 1
-    """Sessions per model version; each holds its own copy of the weights."""
+    """Sessions per model version; they share the weights held as variables (each holds its
+    own copy of the constants left in the graph)."""
     intra_op_threads: int = 0
     """TensorFlow intra-op threads per session (0: TensorFlow's choice)."""
     inter_op_threads: int = 0
     """TensorFlow inter-op threads per session (0: TensorFlow's choice)."""
+    weights_as_variables: bool = True
+    """Hold a frozen graph's large constants once, as variables (about 1.1x the frozen size
+    instead of about 5x); off serves the frozen graph as it is. See docs/memory.md."""
+    weights_as_variables_min_bytes: int = 1024 * 1024
+    """Constants of at least this many bytes become variables; smaller ones stay constants."""
+    log_progress_above_bytes: int = 64 * 1024 * 1024
+    """Models whose ``model.pb`` is at least this large log a line per loading step."""
     batching: bool = True
     """Dynamic batching where ``model.json`` (or the settings below) turn it on."""
     max_batch_size: int = 0
@@ -193,6 +201,8 @@ class Settings:
             raise SettingsError(f"public_url must be an http(s) URL, got {self.public_url!r}")
         if self.max_queued < 0:
             raise SettingsError("max_queued must be 0 or more")
+        if self.weights_as_variables_min_bytes < 1:
+            raise SettingsError("weights_as_variables_min_bytes must be at least 1")
         if self.request_timeout_s <= 0:
             raise SettingsError("request_timeout_s must be positive")
         if self.poll_interval_s < 0:

@@ -7,6 +7,7 @@ served), ``fingerprint`` (content hashes), ``observer`` (hooks for metrics). Ten
 imported when a model loads.
 """
 
+from .loader import WeightsOptions
 from .observer import RegistryObserver, VersionObserver
 from .policy import VersionPolicy
 from .registry import (
@@ -22,5 +23,5 @@ from .session_pool import AdmissionGate, PoolLimits
 __all__ = [
     "AdmissionGate", "ModelRegistry", "ModelState", "PoolLimits", "RegistryObserver",
     "RegistrySettings", "ServedModel", "VersionEntry", "VersionObserver", "VersionPolicy",
-    "import_tensorflow",
+    "WeightsOptions", "import_tensorflow",
 ]

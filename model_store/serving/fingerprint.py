@@ -25,7 +25,7 @@ def stat_fingerprint(stored: StoredVersion) -> Fingerprint:
     return (g.st_size, g.st_mtime_ns, s.st_size, s.st_mtime_ns)
 
 
-def content_hash(graph: bytes, signature_text: bytes) -> str:
+def content_hash(graph: bytes | bytearray, signature_text: bytes) -> str:
     """The version's content hash, from the bytes that were loaded."""
     h = hashlib.sha256(graph)
     h.update(b"\0")

@@ -34,8 +34,9 @@ class RegistryObserver:
     def state(self, name: str, version: int, state: str | None) -> None:
         """A version changed state; ``None`` when it left the registry."""
 
-    def loaded(self, name: str, version: int, seconds: float) -> None:
-        """A version was loaded and warmed up in ``seconds``."""
+    def loaded(self, name: str, version: int, seconds: float, memory_bytes: int = 0) -> None:
+        """A version was loaded and warmed up in ``seconds``, adding ``memory_bytes`` resident
+        (measured: the process's RSS after the load minus before)."""
 
     def reloaded(self, outcome: str) -> None:
         """A reload pass ended: ``ok`` or ``error`` (the store could not be read)."""

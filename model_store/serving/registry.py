@@ -40,7 +40,7 @@ from ..store import (
 )
 from .batching import DynamicBatcher
 from .fingerprint import Fingerprint, content_hash, hash_files, stat_fingerprint
-from .loader import LoadedModel
+from .loader import LoadedModel, WeightsOptions
 from .observer import NULL_OBSERVER, NULL_VERSION_OBSERVER, RegistryObserver, VersionObserver
 from .policy import VersionPolicy
 from .session_pool import AdmissionGate, PoolLimits
@@ -86,6 +86,8 @@ class RegistrySettings:
     #: TF Serving's ``version_labels`` by model (``{"digits": {"stable": 1}}``); they win over
     #: the ``version_labels`` object a model's ``model.json`` may declare.
     version_labels: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: How weights are held: large constants as variables (see ``graph_weights``).
+    weights: WeightsOptions = field(default_factory=WeightsOptions)
 
 
 class ServedModel:
@@ -164,10 +166,16 @@ class VersionEntry:
     error: str = ""
     signature: ModelSignature | None = None
     loaded_at: float = 0.0
+    #: Seconds from reading the files to the end of the warm-up run.
     load_seconds: float = 0.0
     #: sha256 of the content being served (or that failed), hex
     content_hash: str = ""
     fingerprint: Fingerprint = None
+    #: Resident memory the load added, measured (RSS after the load minus before; approximate
+    #: when requests or other loads run meanwhile); 0 until AVAILABLE.
+    memory_bytes: int = 0
+    #: Bytes of the constants held as variables (the weights, estimated from their shapes).
+    weights_bytes: int = 0
 
 
 def one_line_reason(exc: BaseException, stored: StoredVersion, root: object) -> str:
@@ -321,14 +329,15 @@ class ModelRegistry:
         fp = stat_fingerprint(stored)
         digest = ""
         try:
-            graph = stored.read_graph_bytes()
+            graph = bytearray(stored.read_graph_bytes())  # the loader empties it once parsed
             text = stored.signature_path.read_bytes()
             digest = content_hash(graph, text)
             signature = ModelSignature.loads(text.decode("utf-8"))
             loaded = LoadedModel(stored, signature, instances=self.settings.instances,
                                  intra_op_threads=self.settings.intra_op_threads,
                                  inter_op_threads=self.settings.inter_op_threads,
-                                 graph_bytes=graph)
+                                 graph_bytes=graph, weights=self.settings.weights)
+            del graph
             if self.settings.warm_up:
                 loaded.warm_up()
             served = ServedModel(loaded, self.settings,
@@ -353,10 +362,12 @@ class ModelRegistry:
             entry.served, entry.state, entry.error = served, ModelState.AVAILABLE, ""
             entry.signature, entry.loaded_at, entry.load_seconds = signature, time.time(), seconds
             entry.content_hash, entry.fingerprint = digest, fp
-        self.observer.loaded(stored.name, stored.version, seconds)
+            entry.memory_bytes, entry.weights_bytes = loaded.memory_bytes, loaded.weights_bytes
+        self.observer.loaded(stored.name, stored.version, seconds, loaded.memory_bytes)
         self.observer.state(stored.name, stored.version, ModelState.AVAILABLE.value)
-        log.info("model %s version %d %s in %.2fs (sha256 %s)", stored.name, stored.version,
-                 "reloaded with changed files" if replacing else "loaded", seconds, digest[:12])
+        log.info("model %s version %d %s in %.2fs (sha256 %s, resident +%.1f MiB)", stored.name,
+                 stored.version, "reloaded with changed files" if replacing else "loaded", seconds,
+                 digest[:12], loaded.memory_bytes / 2**20)
         if old is not None:
             self._drain_later(old, "replaced")
 

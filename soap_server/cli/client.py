@@ -184,6 +184,8 @@ def cmd_models(args: argparse.Namespace) -> int:
                   + (f"  sha256 {v['content_hash'][:12]}" if v["content_hash"] else "")
                   + (f"  loaded {v['loaded_at']} in {v['load_seconds']:.2f}s"
                      if v["loaded_at"] else "")
+                  + (f"  memory {v['memory_bytes'] / 2**20:.1f} MiB (measured)"
+                     if v["memory_bytes"] is not None else "")
                   + (f"  ({v['error']})" if v["error"] else ""))
     return code
 
@@ -194,4 +196,7 @@ def _version_row(v: dict[str, Any]) -> dict[str, Any]:
     return {"version": int(v["version"]), "state": str(v["state"]),
             "content_hash": v.get("content_hash") or "",
             "loaded_at": loaded.isoformat(timespec="seconds") if loaded else "",
-            "load_seconds": float(v.get("load_seconds") or 0.0), "error": v.get("error") or ""}
+            "load_seconds": float(v.get("load_seconds") or 0.0), "error": v.get("error") or "",
+            # resident bytes the load added (measured); None until loaded or from older servers
+            "memory_bytes": None if v.get("memory_bytes") is None else int(v["memory_bytes"]),
+            "weights_bytes": None if v.get("weights_bytes") is None else int(v["weights_bytes"])}

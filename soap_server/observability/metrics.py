@@ -109,6 +109,10 @@ class Metrics(RegistryObserver):
         self.load_seconds = Gauge("tfsoap_model_load_seconds", "Time the last load and warm-up "
                                   "of a version took", ["model", "version"], registry=r,
                                   multiprocess_mode="livemax")
+        self.memory_bytes = Gauge("tfsoap_model_memory_bytes", "Resident memory the last load "
+                                  "of a version added (measured RSS delta; summed over worker "
+                                  "processes)", ["model", "version"], registry=r,
+                                  multiprocess_mode="livesum")
         self.version_state = Gauge("tfsoap_model_version_state", "1 for the state a version is "
                                    "in (LOADING, AVAILABLE, FAILED), else 0",
                                    ["model", "version", "state"], registry=r,
@@ -130,9 +134,12 @@ class Metrics(RegistryObserver):
             self._versions.add((name, v))
         for s in STATES:
             self.version_state.labels(name, v, s).set(1 if s == state else 0)
+        if state is None:  # left the registry: its memory is given back once drained
+            self.memory_bytes.labels(name, v).set(0)
 
-    def loaded(self, name: str, version: int, seconds: float) -> None:
+    def loaded(self, name: str, version: int, seconds: float, memory_bytes: int = 0) -> None:
         self.load_seconds.labels(name, str(version)).set(seconds)
+        self.memory_bytes.labels(name, str(version)).set(memory_bytes)
 
     def reloaded(self, outcome: str) -> None:
         self.reloads.labels(outcome).inc()

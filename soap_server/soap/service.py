@@ -119,7 +119,9 @@ class PredictService(ServiceBase):
                                        requests_rejected=m.rejected,
                                        content_hash=m.content_hash or None,
                                        loaded_at=_utc(m.loaded_at),
-                                       load_seconds=m.load_seconds if m.loaded_at else None)
+                                       load_seconds=m.load_seconds if m.loaded_at else None,
+                                       memory_bytes=m.memory_bytes if m.loaded_at else None,
+                                       weights_bytes=m.weights_bytes if m.loaded_at else None)
                     for m in s.models])
 
 

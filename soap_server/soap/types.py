@@ -151,6 +151,9 @@ class ModelVersionStatus(ComplexModel):
         ("content_hash", optional(Unicode)),
         ("loaded_at", optional(DateTime)),
         ("load_seconds", optional(Double)),
+        # memory (0.2): resident bytes the load added (measured), bytes held as variables
+        ("memory_bytes", optional(Integer64)),
+        ("weights_bytes", optional(Integer64)),
     ]
 
 

@@ -35,6 +35,10 @@ def test_list_models_and_status(client) -> None:
     status = client.status()
     assert status.ready and status.uptime_seconds > 0 and status.server_version
     assert any(m["model_name"] == "digits" and m["state"] == "AVAILABLE" for m in status.models)
+    digits = next(m for m in status.models if m["model_name"] == "digits")
+    # measured at load: the RSS the load added (>= 0) and its seconds (> 0)
+    assert digits["memory_bytes"] is not None and digits["memory_bytes"] >= 0
+    assert digits["load_seconds"] is not None and digits["load_seconds"] > 0
 
 
 def test_committed_wsdl_file_works_as_the_client_contract(server) -> None:

@@ -40,6 +40,9 @@ def test_metadata_list_and_status(plane) -> None:
     assert {s.name for s in plane.list_models()} >= {"affine", "scalar"}
     status = plane.status()
     assert status.ready and any(v.model_name == "affine" for v in status.models)
+    affine = next(v for v in status.models if v.model_name == "affine")
+    assert affine.load_seconds is not None and affine.load_seconds > 0
+    assert affine.memory_bytes is not None and affine.memory_bytes >= 0
     with pytest.raises(ModelNotFoundError):
         plane.metadata("affine", 9)
 

@@ -259,10 +259,12 @@ class PredictClient:
     def status(self) -> ServerStatus:
         """Server version, uptime, readiness and each model version's state."""
         s = self._call("GetServerStatus")
-        # content_hash, loaded_at and load_seconds came with 0.2: absent from older servers
+        # content_hash, loaded_at, load_seconds, memory_bytes and weights_bytes came with 0.2:
+        # absent from older servers
         models = tuple({k: getattr(m, k, None) for k in (
             "model_name", "version", "state", "error", "requests_completed",
-            "requests_rejected", "content_hash", "loaded_at", "load_seconds")}
+            "requests_rejected", "content_hash", "loaded_at", "load_seconds", "memory_bytes",
+            "weights_bytes")}
                        for m in _items(s["models"], "ModelVersionStatus"))
         return ServerStatus(s["server_version"], float(s["uptime_seconds"]), bool(s["ready"]),
                             models)

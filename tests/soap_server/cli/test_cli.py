@@ -41,6 +41,11 @@ def test_models_lists_what_a_server_serves(capsys, server) -> None:
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["affine"]["versions"] == [1, 2] and rows["affine"]["state"] == "AVAILABLE"
     assert rows["digits"]["inputs"] == ["images DT_FLOAT [-1, 64]"]
+    digits = rows["digits"]["version_states"][0]
+    assert digits["memory_bytes"] >= 0 and digits["load_seconds"] > 0
+    assert digits["weights_bytes"] >= 0
+    assert main(["models", "--url", server.url]) == 0
+    assert " MiB (measured)" in capsys.readouterr().out
 
 
 def test_models_on_a_missing_store_is_a_clean_error(capsys, tmp_path: Path) -> None:

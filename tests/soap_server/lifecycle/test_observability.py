@@ -63,6 +63,12 @@ def test_metrics_count_the_requests_made(srv) -> None:
               (("model", "affine"), ("state", "AVAILABLE"), ("version", "1")))] == 1
     assert m[("tfsoap_runs_in_flight", (("model", "affine"), ("version", "2")))] == 0
     assert m[("tfsoap_model_load_seconds", (("model", "affine"), ("version", "1")))] > 0
+    # each loaded version's measured memory: the figure GetServerStatus reports
+    measured = {(e.stored.name, str(e.stored.version)): e.memory_bytes
+                for e in srv.app.registry.entries()}
+    assert measured[("affine", "1")] >= 0
+    for (name, version), memory in measured.items():
+        assert m[("tfsoap_model_memory_bytes", (("model", name), ("version", version)))] == memory
     assert m[("tfsoap_reloads_total", (("outcome", "ok"),))] >= 1
     assert any(name == "process_resident_memory_bytes" for name, _ in m)
 
