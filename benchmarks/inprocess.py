@@ -4,8 +4,9 @@ Two plain loops at a fixed batch, measured in the benchmark process:
 
 - ``loaded_model_run``: ``model_store.serving.loader.LoadedModel.run``, what the server calls
   per (merged) batch; it runs the graph through a ``Session::MakeCallable`` handle;
-- ``session_run``: the naive ``Session.run(fetches, feed_dict=...)`` on a second session over
-  the same graph with the same ``ConfigProto``, as a TensorFlow user would first write it.
+- ``session_run``: the naive ``Session.run(fetches, feed_dict=...)`` on the frozen GraphDef
+  imported as it is into a graph of its own, with the same ``ConfigProto``, as a TensorFlow user
+  would first write it.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ def load_runners(store: Path, models: list[BenchModel], intra: int,
         loaded = LoadedModel(repo.versions(m.name)[-1], intra_op_threads=intra,
                              inter_op_threads=inter)
         sig = loaded.signature
-        session = tf.compat.v1.Session(graph=loaded.graph, config=session_config(intra, inter))
-        feed = loaded.graph.get_tensor_by_name(sig.inputs[0].name)
-        fetches = [loaded.graph.get_tensor_by_name(t.name) for t in sig.outputs]
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.ParseFromString(repo.versions(m.name)[-1].graph_path.read_bytes())
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.import_graph_def(graph_def, name="")
+        session = tf.compat.v1.Session(graph=graph, config=session_config(intra, inter))
+        feed = graph.get_tensor_by_name(sig.inputs[0].name)
+        fetches = [graph.get_tensor_by_name(t.name) for t in sig.outputs]
         out[m.name] = {
             "loaded_model_run": lambda x, lm=loaded, a=m.alias: lm.run({a: x}),
             "session_run": lambda x, s=session, f=fetches, i=feed: s.run(f, feed_dict={i: x}),
