@@ -31,11 +31,11 @@ from . import __version__
 from .dataplane import DataPlane
 from .http import (
     RELOAD_FILE_ENV,
-    AsgiFront,
+    HttpFront,
     ReloadWatcher,
     RunningServer,
     TfsoapWsgi,
-    asgi_front,
+    http_front,
     request_reload,
     serve_forever,
     stop_with_parent,
@@ -232,7 +232,7 @@ def start_server(settings: Settings) -> RunningServer[ServerApp]:
 WORKER_SETTINGS_ENV = "TFSOAP_WORKER_SETTINGS"
 
 
-def worker_app() -> AsgiFront:
+def worker_app() -> HttpFront:
     """One worker process's application (granian calls this factory in each worker): its own
     registry and sessions, models loading in the background, reloading when told."""
     # Forked from granian's manager, this process has its signal handlers until granian sets
@@ -268,7 +268,7 @@ def worker_app() -> AsgiFront:
         app.drain(max(0.0, deadline - time.monotonic()))
         log.info("worker %d stopped", os.getpid())
 
-    return asgi_front(app, on_shutdown=shutdown)
+    return http_front(app, on_shutdown=shutdown)
 
 
 def check_before_workers(settings: Settings) -> None:

@@ -1,14 +1,14 @@
-"""The HTTP layer: the HTTP server (granian, worker processes), the ASGI front (body limits and
-deadlines, admission, health probes on the event loop) and the WSGI surface behind it (WSDL,
-request ids, routing to the SOAP fast path or Spyne).
+"""The HTTP layer: the HTTP server (granian, worker processes), the HTTP front (RSGI: body
+limits and deadlines, admission, health probes on the event loop) and the WSGI surface behind it
+(WSDL, request ids, routing to the SOAP fast path or Spyne).
 """
 
-from .asgi import AsgiFront
+from .front import HttpFront
 from .server import (
     RELOAD_FILE_ENV,
     ReloadWatcher,
     RunningServer,
-    asgi_front,
+    http_front,
     request_reload,
     scheme_of,
     serve_forever,
@@ -17,6 +17,6 @@ from .server import (
 )
 from .wsgi import BodyRefused, TfsoapWsgi
 
-__all__ = ["RELOAD_FILE_ENV", "AsgiFront", "BodyRefused", "ReloadWatcher", "RunningServer",
-           "TfsoapWsgi", "asgi_front", "request_reload", "scheme_of", "serve_forever",
+__all__ = ["RELOAD_FILE_ENV", "HttpFront", "BodyRefused", "ReloadWatcher", "RunningServer",
+           "TfsoapWsgi", "http_front", "request_reload", "scheme_of", "serve_forever",
            "stop_with_parent", "url_of"]

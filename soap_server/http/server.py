@@ -1,4 +1,4 @@
-"""The HTTP server: granian (HTTP in Rust on hyper/tokio) running the ASGI front.
+"""The HTTP server: granian (HTTP in Rust on hyper/tokio) running the HTTP front (RSGI).
 
 Chosen by measurement over cheroot and uvicorn (docs/performance.md, "The HTTP front"):
 granian reads request lines and headers on its Rust event loop with a deadline
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Generic, Protocol, TypeVar
 
-from .asgi import AsgiFront
+from .front import HttpFront
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +94,17 @@ class ServedApp(Protocol):
 App = TypeVar("App", bound=ServedApp)
 
 
-def asgi_front(app: ServedApp, on_startup: Callable[[], None] | None = None,
-               on_shutdown: Callable[[], None] | None = None) -> AsgiFront:
-    """The ASGI front for ``app`` with the limits of its settings."""
+def http_front(app: ServedApp, on_startup: Callable[[], None] | None = None,
+               on_shutdown: Callable[[], None] | None = None) -> HttpFront:
+    """The HTTP front for ``app`` with the limits of its settings."""
     s = app.settings
-    return AsgiFront(app.wsgi, threads=s.threads, max_body_bytes=s.max_body_bytes,
+    return HttpFront(app.wsgi, threads=s.threads, max_body_bytes=s.max_body_bytes,
                      body_timeout_s=s.body_timeout_s,
                      max_pending_requests=s.max_pending_requests,
                      max_buffered_body_bytes=s.max_buffered_body_bytes,
                      request_timeout_s=s.request_timeout_s,
                      max_connections=s.max_connections,
+                     shutdown_grace_s=s.shutdown_grace_s,
                      on_startup=on_startup, on_shutdown=on_shutdown)
 
 
@@ -113,7 +114,7 @@ def granian_options(settings: Any) -> dict[str, Any]:
     from granian.http import HTTP1Settings
 
     return dict(
-        address=settings.host, interface=Interfaces.ASGI, http=HTTPModes.http1,
+        address=settings.host, interface=Interfaces.RSGI, http=HTTPModes.http1,
         websockets=False, backlog=1024, backpressure=settings.max_connections,
         http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000),
                                      keep_alive=True,
@@ -258,7 +259,7 @@ class RunningServer(Generic[App]):
         s = server_app.settings
         self.host = s.host
         self.port = s.port or free_port(s.host)
-        self.front = asgi_front(server_app)
+        self.front = http_front(server_app)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._granian: Any = None
         self._thread: threading.Thread | None = None
@@ -304,6 +305,11 @@ class RunningServer(Generic[App]):
 
     def stop(self) -> None:
         if self._loop is not None and self._granian is not None:
+            try:  # requests in flight finish first (granian's own stop does not wait)
+                asyncio.run_coroutine_threadsafe(
+                    self.front.drain(self.app.settings.shutdown_grace_s), self._loop).result()
+            except RuntimeError:  # the loop already ended
+                pass
             self._loop.call_soon_threadsafe(self._granian.stop)
         if self._thread is not None:
             self._thread.join(timeout=30)

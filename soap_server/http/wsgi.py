@@ -114,7 +114,7 @@ class TfsoapWsgi:
         return str(rid)
 
     def probe(self, method: str, path: str,
-              rid: str) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+              rid: str) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """The answer to a health probe (``/healthz``, ``/readyz``), or None for other paths.
         Cheap and lock-free, so the front answers probes without waiting for a thread."""
         if method not in ("GET", "HEAD") or path not in ("/healthz", "/readyz"):
@@ -126,8 +126,7 @@ class TfsoapWsgi:
             ready = self.is_ready()
             status, data = (200 if ready else 503), {"ready": ready}
         body = (json.dumps(data) + "\n").encode()
-        return status, [(b"content-type", b"application/json"),
-                        (b"x-request-id", rid.encode())], body
+        return status, [("content-type", "application/json"), ("x-request-id", rid)], body
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         rid = self.request_id(environ)
@@ -144,8 +143,7 @@ class TfsoapWsgi:
                 if probe is not None:
                     status, headers, body = probe
                     start_response(f"{status} {'OK' if status == 200 else 'Service Unavailable'}",
-                                   [(k.decode(), v.decode()) for k, v in headers]
-                                   + [("Content-Length", str(len(body)))])
+                                   headers + [("Content-Length", str(len(body)))])
                     return [body]
                 if path == "/metrics" and self.metrics is not None:
                     denied = self.role_gate(environ, start_response, rid,
@@ -318,15 +316,15 @@ class TfsoapWsgi:
         return self.rest is not None and path.startswith("/v1/") and method in ("GET", "POST")
 
     def refusal(self, method: str, path: str, code: str, message: str,
-                rid: str) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+                rid: str) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """A REST request's answer when the HTTP front refuses it before it runs (body too
         large or late, server busy): TF Serving's JSON error and status (413, 400, 503);
         None for the other paths, which get a SOAP fault."""
         if self.rest is None or not self.is_rest(method, path):
             return None
         status, payload = self.rest(method, path, BodyRefused(code, message), rid, ANONYMOUS)
-        return int(status.split(" ", 1)[0]), [(b"content-type", b"application/json"),
-                                              (b"x-request-id", rid.encode())], payload
+        return int(status.split(" ", 1)[0]), [("content-type", "application/json"),
+                                              ("x-request-id", rid)], payload
 
     def _rest(self, environ: dict[str, Any], start_response: StartResponse, method: str,
               path: str, rid: str) -> Iterable[bytes]:
