@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import venv
@@ -43,8 +44,11 @@ def test_client_only_install_in_a_fresh_venv_without_tensorflow(server, tmp_path
     names = {p["name"].lower() for p in json.loads(listing)}
     assert "tfsoap-client" in names and "zeep" in names and "numpy" in names
     assert not {n for n in names if n.startswith("tensorflow") or n == "spyne"}
+    # the fresh venv sees only what it installed, even when this run has a PYTHONPATH
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     run = subprocess.run([str(py), "-c", SCRIPT, server.url, str(bundled_samples_path())],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env=clean_env)
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     _, labels = load_samples()
