@@ -178,7 +178,7 @@ class HttpFront:
                 raise _Refused(400, MALFORMED_REQUEST, "invalid Content-Length")
             declared = int(length_text)
             if declared > self.max_body_bytes:
-                await _discard(proto)
+                await _discard(proto.__aiter__())
                 raise _Refused(500, REQUEST_TOO_LARGE, f"{declared} bytes is over the "
                                f"limit of {self.max_body_bytes} bytes")
         if 0 <= declared <= _SMALL_BODY:
@@ -326,15 +326,10 @@ def _host_port(address: str) -> tuple[str, str]:
 async def _discard(chunks: Any, max_bytes: int = 64 << 20, max_s: float = 2.0) -> None:
     """Read and drop what a refused client is still sending (up to ``max_bytes`` or ``max_s``),
     so that it reads our fault rather than a broken pipe: Java and .NET clients send a whole
-    body before they read the answer."""
+    body before they read the answer. ``chunks``: the body's iterator (``proto.__aiter__()``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_s
     left = max_bytes
-    if not hasattr(chunks, "__anext__"):
-        try:
-            chunks = chunks.__aiter__()
-        except Exception:  # already being read
-            return
     while left > 0:
         remaining = deadline - loop.time()
         if remaining <= 0:
