@@ -5,13 +5,15 @@ each alone in a ``tfsoap serve`` process with ``--weights-as-variables`` and
 ``--no-weights-as-variables``, and prints for each: the idle server's resident memory over a
 baseline server holding a tiny model, as a ratio of the frozen size; the load time (start to
 ``/readyz``, and the registry's own ``load_seconds``); the median Predict time at batch 1 and 32
-through the SOAP client (ratio on/off); and whether both answered the same bytes. Writes
-``benchmarks/results/memory.json``.
+through the SOAP client, with both servers up side by side and called in turn (the ratio
+constants/variables is the median of the per-round ratios: above 1 means variables are faster);
+and whether both answered the same bytes. Writes ``benchmarks/results/memory.json``.
 
     PYTHONPATH=$PWD python benchmarks/memory_bench.py [--sizes 50,200,400] [--rounds 15]
 
-Bounded: one server at a time, each Predict loop at most ``--rounds`` calls and 20 s; the
-400 MB model without variables peaks near 3 GB; the whole run takes about 8 minutes here.
+Bounded: one server at a time for memory, two for speed; each Predict loop at most ``--rounds``
+rounds and 60 s; the 400 MB model without variables peaks near 3 GB (4.5 GB for the two servers
+of the speed phase); the whole run takes about 12 minutes here.
 """
 
 from __future__ import annotations
@@ -98,20 +100,44 @@ def settle_rss(pid: int) -> int:
     return last
 
 
-def predict_ms(url: str, width: int, batch: int, rounds: int) -> tuple[float, np.ndarray]:
-    """Median milliseconds of a Predict at ``batch`` rows, and the first answer."""
+def predict_client(url: str) -> Any:
     from tfsoap_client import PredictClient
 
-    client = PredictClient(url, timeout=120)
-    x = np.random.default_rng(3).standard_normal((batch, width), dtype=np.float32)
-    first = client.predict("mlp", {"x": x})["y"]
-    times: list[float] = []
-    stop = time.monotonic() + 20
-    while len(times) < rounds and time.monotonic() < stop:
-        t = time.perf_counter()
+    return PredictClient(url, timeout=120)
+
+
+def batch_input(width: int, batch: int) -> np.ndarray:
+    return np.random.default_rng(3).standard_normal((batch, width), dtype=np.float32)
+
+
+def paired_speed(urls: dict[str, str], width: int, batch: int, rounds: int,
+                 max_s: float = 60.0) -> dict[str, Any]:
+    """Median Predict milliseconds at ``batch`` rows on each server, the servers up side by
+    side and called in turn (the order alternating), so that a busy moment of the machine falls
+    on both; and the median of the per-round ratios ``constants / variables``."""
+    clients = {mode: predict_client(url) for mode, url in urls.items()}
+    x = batch_input(width, batch)
+    for client in clients.values():  # warm-up
         client.predict("mlp", {"x": x})
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times), first
+    times: dict[str, list[float]] = {mode: [] for mode in urls}
+    ratios: list[float] = []
+    stop = time.monotonic() + max_s
+    for i in range(rounds):
+        if time.monotonic() > stop:
+            break
+        order = list(clients) if i % 2 == 0 else list(clients)[::-1]
+        took = {}
+        for mode in order:
+            t = time.perf_counter()
+            clients[mode].predict("mlp", {"x": x})
+            took[mode] = (time.perf_counter() - t) * 1000
+            times[mode].append(took[mode])
+        ratios.append(took["constants"] / took["variables"])
+    out: dict[str, Any] = {f"{mode}_ms": round(statistics.median(t), 3)
+                           for mode, t in times.items()}
+    out["rounds"] = len(ratios)
+    out["ratio_constants_over_variables"] = round(statistics.median(ratios), 3)
+    return out
 
 
 def serve(store: Path, on: bool, log_dir: Path, tag: str) -> tuple[ServerProcess, float]:
@@ -135,34 +161,43 @@ def measure(size: int, root: Path, rounds: int, baseline: int) -> dict[str, Any]
     row: dict[str, Any] = {"size_mb": size, "frozen_bytes": nbytes, "width": width,
                            "layers": SHAPES[size][0]}
     answers = {}
-    for on in (True, False):
+    for on in (True, False):  # memory: each server alone
         mode = "variables" if on else "constants"
         server, ready_s = serve(store, on, root, f"{size}-{mode}")
         try:
             url = f"http://127.0.0.1:{server.port}/"
             rss = settle_rss(server.pid)
-            b1, answers[mode] = predict_ms(url, width, 1, rounds)
-            b32, _ = predict_ms(url, width, 32, rounds)
+            answers[mode] = predict_client(url).predict("mlp", {"x": batch_input(width, 1)})["y"]
             row[mode] = {"ready_seconds": round(ready_s, 2), "load_seconds": load_seconds(url),
                          "idle_rss_bytes": rss, "over_baseline_bytes": rss - baseline,
-                         "ratio_of_frozen": round((rss - baseline) / nbytes, 2),
-                         "predict_ms_batch1": round(b1, 2), "predict_ms_batch32": round(b32, 2)}
+                         "ratio_of_frozen": round((rss - baseline) / nbytes, 2)}
         finally:
             server.stop()
-    on, off = row["variables"], row["constants"]
+    # speed: both servers up at once, called in turn
+    servers = {mode: serve(store, mode == "variables", root, f"{size}-{mode}-speed")[0]
+               for mode in ("variables", "constants")}
+    try:
+        urls = {mode: f"http://127.0.0.1:{s.port}/" for mode, s in servers.items()}
+        for batch in (1, 32):
+            speed = paired_speed(urls, width, batch, rounds)
+            for mode in ("variables", "constants"):
+                row[mode][f"predict_ms_batch{batch}"] = speed[f"{mode}_ms"]
+            row[f"speed_ratio_batch{batch}"] = speed["ratio_constants_over_variables"]
+            row[f"speed_rounds_batch{batch}"] = speed["rounds"]
+    finally:
+        for server in servers.values():
+            server.stop()
     # grappler hands Const weights to oneDNN kernels that may round differently (docs/memory.md)
     row["same_outputs"] = bool(np.array_equal(answers["variables"], answers["constants"]))
     row["max_abs_difference"] = float(np.max(np.abs(answers["variables"]
                                                     - answers["constants"])))
-    row["speed_ratio_batch1"] = round(off["predict_ms_batch1"] / on["predict_ms_batch1"], 2)
-    row["speed_ratio_batch32"] = round(off["predict_ms_batch32"] / on["predict_ms_batch32"], 2)
     return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,200,400")
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--out", default=str(HERE / "results" / "memory.json"))
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")
