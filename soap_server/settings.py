@@ -6,6 +6,7 @@ environment at import time.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -163,6 +164,17 @@ class Settings:
     certificate authenticated it). The server cannot see the certificate itself, so every
     holder of a certificate from ``tls_client_ca`` gets this one role; empty: certificate
     holders must still send a password when a users file is set."""
+    trusted_proxies: str = ""
+    """IP addresses or CIDR networks (comma-separated; a list in the TOML file) of TLS-terminating
+    reverse proxies whose requests may name a verified client certificate in the two headers
+    below, which then maps to a user by its subject (``cert_subjects`` in the users file). Empty:
+    off. The headers from any other peer are ignored (with a WARNING), never trusted."""
+    client_cert_verify_header: str = "X-SSL-Client-Verify"
+    """The header in which a trusted proxy says whether it verified the client's certificate
+    (nginx ``$ssl_client_verify``: ``SUCCESS``, ``NONE`` or ``FAILED:reason``)."""
+    client_cert_subject_header: str = "X-SSL-Client-S-DN"
+    """The header in which a trusted proxy passes the verified certificate's subject as RFC 4514
+    text (nginx ``$ssl_client_s_dn``)."""
     version_labels: str = ""
     """TF Serving's version labels as ``model:label=version`` separated by commas
     (``digits:stable=1,digits:canary=2``); they win over a ``version_labels`` object in a
@@ -229,7 +241,17 @@ class Settings:
             raise SettingsError("grpc_port cannot be used with users_file or TLS yet: TF "
                                 "Serving's gRPC API here has no authentication or TLS")
         parse_version_labels(self.version_labels)
+        self._check_proxies()
         return self
+
+    def _check_proxies(self) -> None:
+        networks = parse_networks(self.trusted_proxies)
+        for name in ("client_cert_verify_header", "client_cert_subject_header"):
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$", getattr(self, name)):
+                raise SettingsError(f"{name} must be a header name (letters, digits, dashes)")
+        if networks and not self.users_file:
+            raise SettingsError("trusted_proxies maps certificate subjects to users: it needs "
+                                "users_file")
 
     def _check_tls(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -266,6 +288,19 @@ def parse_version_labels(text: str) -> dict[str, dict[str, int]]:
     return out
 
 
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``trusted_proxies`` (addresses or CIDR networks, comma-separated) as networks;
+    ``SettingsError`` naming the first entry that is neither."""
+    out = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(f"trusted_proxies: {item!r} is not an IP address or a CIDR "
+                                "network") from None
+    return tuple(out)
+
+
 def _coerce(key: str, type_name: Any, raw: Any) -> Any:
     kind = str(type_name)
     try:
@@ -282,6 +317,8 @@ def _coerce(key: str, type_name: Any, raw: Any) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if isinstance(raw, list):  # a TOML list for a comma-separated setting
+            return ",".join(str(item) for item in raw)
         return str(raw)
     except (TypeError, ValueError):
         raise SettingsError(f"setting {key!r} must be {kind}, got {raw!r}") from None

@@ -13,7 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..security import User, UsersFileError, hash_password, load_users, save_users, valid_name
+from ..security import (
+    BadSubjectError,
+    User,
+    UsersFileError,
+    canonical_subject,
+    hash_password,
+    load_users,
+    save_users,
+    subject_index,
+    valid_name,
+)
 from ..settings import SettingsError
 
 
@@ -35,6 +45,12 @@ def register(sub: Any) -> None:
     add.add_argument("--digest", action="store_true",
                      help="store the password itself (as digest_secret) so that the user may "
                      "use UsernameToken PasswordDigest; the file must then stay mode 600")
+    add.add_argument("--cert-subject", action="append", default=[], metavar="DN",
+                     help="a client certificate subject (RFC 4514, most specific first, as "
+                     "`openssl x509 -noout -subject -nameopt RFC2253` prints it) that "
+                     "authenticates as this user through a trusted TLS proxy (repeat for more)")
+    add.add_argument("--no-password", action="store_true",
+                     help="no password: only a certificate (--cert-subject) authenticates")
     add.add_argument("--replace", action="store_true", help="replace an existing user")
     users_flag(add)
     add.set_defaults(func=cmd_add)
@@ -60,12 +76,29 @@ def cmd_add(args: argparse.Namespace) -> int:
     users = _existing(args.users)
     if args.name in users and not args.replace:
         raise SettingsError(f"user {args.name!r} exists; use --replace to change it")
-    password = _read_password(args.password_stdin)
-    if args.digest:
-        user = User(args.name, frozenset(args.role), digest_secret=password)
+    subjects = []
+    for subject in args.cert_subject:
+        try:
+            subjects.append(canonical_subject(subject))
+        except BadSubjectError:
+            raise SettingsError(f"{subject[:200]!r} is not an RFC 4514 subject DN (like "
+                                "\"CN=batch,O=Bank\", no spaces around the commas: as "
+                                "`openssl x509 -noout -subject -nameopt RFC2253` prints "
+                                "it)") from None
+    roles, certs = frozenset(args.role), tuple(subjects)
+    if args.no_password:
+        if not subjects or args.digest or args.password_stdin:
+            raise SettingsError("--no-password needs --cert-subject (and no --digest or "
+                                "--password-stdin)")
+        user = User(args.name, roles, cert_subjects=certs)
+    elif args.digest:
+        user = User(args.name, roles, digest_secret=_read_password(args.password_stdin),
+                    cert_subjects=certs)
     else:
-        user = User(args.name, frozenset(args.role), password_hash=hash_password(password))
+        user = User(args.name, roles, password_hash=hash_password(
+            _read_password(args.password_stdin)), cert_subjects=certs)
     users[args.name] = user
+    subject_index(users, args.users)  # a subject naming two users is refused
     save_users(args.users, users)
     print(f"{'replaced' if args.replace else 'added'} user {args.name} ({user.kind}; roles: "
           f"{', '.join(sorted(user.roles)) or '-'}) in {args.users}")
@@ -89,7 +122,8 @@ def _read_password(from_stdin: bool) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     users = _existing(args.users)
     for user in sorted(users.values(), key=lambda u: u.name):
-        print(f"{user.name}\t{user.kind}\t{','.join(sorted(user.roles)) or '-'}")
+        subjects = "".join(f"\t{s}" for s in user.cert_subjects)
+        print(f"{user.name}\t{user.kind}\t{','.join(sorted(user.roles)) or '-'}{subjects}")
     return 0
 
 

@@ -242,14 +242,20 @@ class TfsoapWsgi:
         the SOAP header), or answer the fault: 401 with a Basic challenge when the request had
         no credentials (clients that wait for the challenge then send them), 500 with the same
         fault when they were wrong (so SOAP toolkits raise their typed fault). A request with
-        no credentials over HTTPS is the ``certificate_caller`` when there is one."""
+        no credentials over HTTPS is the ``certificate_caller`` when there is one. With
+        ``trusted_proxies`` set, a client certificate a trusted proxy names in its headers is a
+        credential too (``security.client_certs``)."""
         secure = environ.get("wsgi.url_scheme") == "https"
         try:
             if self.guard is None:
                 raise AuthenticationFailedError(missing=True)
+            peer, proxies, certificate = environ.get("REMOTE_ADDR") or "-", self.guard.proxies, None
+            if proxies is not None:  # a client certificate a trusted TLS proxy verified
+                certificate = proxies.certificate(peer, _header(environ, proxies.verify_header),
+                                                  _header(environ, proxies.subject_header))
             environ[CALLER_KEY] = self.guard.authenticate(
-                environ.get("HTTP_AUTHORIZATION"), read_username_token(body),
-                environ.get("REMOTE_ADDR") or "-", secure, rid)
+                environ.get("HTTP_AUTHORIZATION"), read_username_token(body), peer, secure, rid,
+                certificate)
             return None
         except AuthenticationFailedError as exc:
             if exc.missing and secure and self.certificate_caller is not None:
@@ -421,6 +427,12 @@ def _drain(stream: Any, length: int | None, cap: int = 256 * 1024 * 1024) -> Non
         if not chunk:
             return
         left -= len(chunk)
+
+
+def _header(environ: dict[str, Any], name: str) -> str | None:
+    """A request header by its name (``X-SSL-Client-S-DN``), as WSGI keeps it."""
+    value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+    return None if value is None else str(value)
 
 
 def _base_url(environ: dict[str, Any]) -> str:

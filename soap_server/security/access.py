@@ -25,7 +25,8 @@ class Caller:
     name: str
     roles: frozenset[str]
     method: str = "anonymous"
-    """How it proved who it is: ``basic``, ``wsse-text``, ``wsse-digest`` or ``anonymous``."""
+    """How it proved who it is: ``basic``, ``wsse-text``, ``wsse-digest``, ``certificate`` (a
+    trusted proxy's verified client certificate), ``tls-client`` or ``anonymous``."""
 
 
 ANONYMOUS = Caller("-", frozenset())

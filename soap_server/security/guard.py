@@ -8,6 +8,13 @@ scrypt check too, so timing does not tell which names exist; secrets and digests
 with ``hmac.compare_digest``. scrypt runs at most one per core at a time (16 MiB each), and a
 verified name and password are remembered for ``auth_cache_s`` as a keyed SHA-256, because
 Basic sends the password with every request.
+
+A client certificate verified by a trusted proxy (``client_certs``) is a third credential: its
+subject names a user through ``cert_subjects``. Sent with a password, both are checked and must
+name the same user (as with Basic and a UsernameToken together); a certificate the proxy did not
+verify, or whose subject names no user, fails even when a password comes with it. Certificate
+failures do not count towards the lockout (there is no secret to guess, and the peer is the
+proxy, which carries every client), and a request with only a certificate is not held back by it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Callable
 from ..outcomes import AuthenticationFailedError
 from ..settings import Settings
 from .access import Caller
+from .client_certs import BadSubjectError, ClientCertificate, TrustedProxies, subject_key
 from .passwords import DUMMY_HASH, verify_password
 from .replay import Lockout, NonceCache
 from .users import User, UserStore
@@ -75,6 +83,8 @@ class Guard:
         self.nonces = NonceCache(settings.nonce_cache_size,
                                  settings.token_max_age_s + settings.clock_skew_s)
         self.lockout = Lockout(settings.lockout_failures, settings.lockout_window_s)
+        #: who may vouch for a client certificate (``trusted_proxies``), or None when off
+        self.proxies = TrustedProxies(settings) if settings.trusted_proxies else None
         self._scrypt_slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
         self._cache_key = os.urandom(32)
         self._verified: dict[bytes, float] = {}
@@ -88,43 +98,67 @@ class Guard:
             self._verified.clear()
 
     def authenticate(self, authorization: str | None, token: UsernameToken | None, peer: str,
-                     secure: bool, request_id: str = "-") -> Caller:
-        """The caller of a request with this ``Authorization`` header and UsernameToken (either
-        or both); ``AuthenticationFailedError`` otherwise. ``secure``: it came over TLS."""
+                     secure: bool, request_id: str = "-",
+                     certificate: ClientCertificate | None = None) -> Caller:
+        """The caller of a request with this ``Authorization`` header, UsernameToken and client
+        certificate from a trusted proxy (any of them); ``AuthenticationFailedError``
+        otherwise. ``secure``: it came over TLS."""
         basic = authorization is not None and authorization[:6].lower() == "basic "
-        if not basic and token is None:
+        if not basic and token is None and certificate is None:
             log.info("request_id=%s authentication failed: user=- peer=%s reason=no credentials",
                      request_id, peer)
             raise AuthenticationFailedError(missing=True)
-        if self.lockout.locked(peer):
+        if (basic or token is not None) and self.lockout.locked(peer):
             log.warning("request_id=%s authentication refused: peer=%s reason=locked out",
                         request_id, peer)
             raise AuthenticationFailedError()
         method, user = "", "-"
         try:
             caller = None
+            if certificate is not None:
+                method, user = "certificate", certificate.subject
+                caller = self._certificate_login(certificate)
             if basic:
                 assert authorization is not None
                 method = "basic"
                 name, password = _basic(authorization)
                 user = name
-                caller = self._password_login(name, password, secure, "basic")
+                by_password = self._password_login(name, password, secure, "basic")
+                if caller is not None and caller.name != by_password.name:
+                    raise _Failed("the certificate and the password name different users", user)
+                caller = by_password
             if token is not None:
                 method, user = ("wsse-digest" if token.digest else "wsse-text"), token.username
                 by_token = self._token_login(token, secure)
                 if caller is not None and caller.name != by_token.name:
-                    raise _Failed("Basic and UsernameToken name different users", user)
+                    raise _Failed("Basic or the certificate and the UsernameToken name "
+                                  "different users", user)
                 caller = by_token
             assert caller is not None
             return caller
         except _Failed as failed:
-            self.lockout.failed(peer)
+            if method != "certificate":
+                self.lockout.failed(peer)
             log.warning("request_id=%s authentication failed: user=%s peer=%s method=%s "
                         "reason=%s", request_id, _printable(failed.user or user), peer, method,
                         failed.reason)
             raise AuthenticationFailedError() from None
 
     # -- the checks --------------------------------------------------------------------------
+    def _certificate_login(self, certificate: ClientCertificate) -> Caller:
+        if certificate.verify != "SUCCESS":
+            raise _Failed(f"the proxy did not verify the client certificate "
+                          f"({_printable(certificate.verify)})", certificate.subject)
+        try:
+            key = subject_key(certificate.subject)
+        except BadSubjectError:
+            raise _Failed("the certificate subject is not an RFC 4514 DN",
+                          certificate.subject) from None
+        user = self.users.by_subject(key)
+        if user is None:
+            raise _Failed("no user has this certificate subject", certificate.subject)
+        return Caller(user.name, user.roles, "certificate")
+
     def _password_login(self, name: str, password: str, secure: bool, method: str) -> Caller:
         if not secure and not self.allow_text_over_http:
             raise _Failed("password sent over plain HTTP (allow_password_text_over_http is "
@@ -133,6 +167,9 @@ class Guard:
         if user is None:
             self._slow_verify(password, DUMMY_HASH)
             raise _Failed("unknown user", name)
+        if not (user.digest_secret or user.password_hash):  # certificate-only user
+            self._slow_verify(password, DUMMY_HASH)
+            raise _Failed("password for a user that only a certificate authenticates", name)
         if user.digest_secret:
             ok = hmac.compare_digest(password.encode("utf-8"), user.digest_secret.encode("utf-8"))
         else:

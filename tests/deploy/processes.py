@@ -163,11 +163,12 @@ class Nginx:
     def error_log(self) -> Path:
         return self.prefix / "logs" / "error.log"
 
-    def configure(self, servers: str) -> None:
-        snippet = render_template(NGINX_TEMPLATE.read_text(), {
+    def configure(self, servers: str, template: Path = NGINX_TEMPLATE, **values: str) -> None:
+        """Render ``template`` (more ``TFSOAP_*`` variables in ``values``) as nginx's config."""
+        snippet = render_template(template.read_text(), {
             "TFSOAP_LISTEN": f"127.0.0.1:{self.port}",
             "TFSOAP_UPSTREAM_SERVERS": servers,
-            "TFSOAP_ACCESS_LOG": str(self.access_log)})
+            "TFSOAP_ACCESS_LOG": str(self.access_log), **values})
         (self.prefix / "tfsoap.conf").write_text(snippet)
         temp = self.prefix / "temp"
         # As root, workers would switch to nobody, who cannot enter pytest's 0700 folders.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -35,6 +35,8 @@ class TlsMaterial:
     unknown_client_cert: Path
     unknown_client_key: Path
     client_cn: str
+    others: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    """More client certificates from the same CA: CN -> (certificate, key)."""
 
 
 def _name(cn: str) -> x509.Name:
@@ -96,15 +98,22 @@ def _leaf(cn: str, ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey,
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def make_tls_material(folder: Path, client_cn: str = "alice") -> TlsMaterial:
+def make_tls_material(folder: Path, client_cn: str = "alice",
+                      other_cns: tuple[str, ...] = ()) -> TlsMaterial:
     """Write a CA, a server certificate (localhost, 127.0.0.1), a client certificate with CN
-    ``client_cn`` and one from an unknown CA into ``folder``."""
+    ``client_cn``, one more for each of ``other_cns`` and one from an unknown CA into
+    ``folder``. Client subjects are ``CN=<cn>,O=tfsoap tests`` (RFC 4514 order)."""
     folder.mkdir(parents=True, exist_ok=True)
     ca, ca_key = _ca("tfsoap test CA")
     server, server_key = _leaf("localhost", ca, ca_key, server=True)
     client, client_key = _leaf(client_cn, ca, ca_key, server=False)
     other_ca, other_key = _ca("unknown CA")
     stranger, stranger_key = _leaf(client_cn, other_ca, other_key, server=False)
+    others = {}
+    for i, cn in enumerate(other_cns):
+        cert, key = _leaf(cn, ca, ca_key, server=False)
+        others[cn] = (_write_cert(cert, folder / f"client{i}.pem"),
+                      _write_key(key, folder / f"client{i}.key"))
     return TlsMaterial(
         ca_cert=_write_cert(ca, folder / "ca.pem"),
         server_cert=_write_cert(server, folder / "server.pem"),
@@ -113,4 +122,4 @@ def make_tls_material(folder: Path, client_cn: str = "alice") -> TlsMaterial:
         client_key=_write_key(client_key, folder / "client.key"),
         unknown_client_cert=_write_cert(stranger, folder / "unknown-client.pem"),
         unknown_client_key=_write_key(stranger_key, folder / "unknown-client.key"),
-        client_cn=client_cn)
+        client_cn=client_cn, others=others)
