@@ -4,11 +4,12 @@ granian does TLS in rustls and fails inside a worker on a bad file, so the files
 here with the standard library's ``ssl`` (the same PEM formats): a missing file, a key that does
 not match its certificate or a CA file with no certificate is one ``SettingsError`` line.
 
-granian (2.8) gives the application no view of the client's certificate (the ASGI scope has no
-TLS extension), so a certificate's subject cannot name a user. What mutual TLS can prove is
-that the client holds a certificate from ``tls_client_ca``: with ``tls_client_auth = required``
-every request on the port has one, and ``tls_client_role`` gives such a caller a role. Subjects
-name users only behind a TLS-terminating proxy that passes them on (``client_certs``).
+granian (2.8) gives the application no view of the client's certificate (its RSGI scope,
+like its ASGI one, has no TLS extension), so a certificate's subject cannot name a user. What
+mutual TLS can prove is that the client holds a certificate from ``tls_client_ca``: with
+``tls_client_auth = required`` every request on the port has one, and ``tls_client_role`` gives
+such a caller a role. Subjects name users only behind a TLS-terminating proxy that passes them
+on (``client_certs``).
 """
 
 from __future__ import annotations
