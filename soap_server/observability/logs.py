@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import queue
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -59,6 +62,94 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The server's one log handler: every record as a line on ``stream``, the access log's
+    through a queue that a thread of its own formats and writes, as nginx buffers its access
+    log. A request then only hands its record over; it neither formats it nor waits for the
+    handler's lock while another thread writes (with eight request threads, that lock and its
+    write call cost more than the line itself). Lines reach the stream within a few
+    milliseconds; ``flush()`` waits for those queued. At most ``max_queued`` records wait: past
+    that, access lines are dropped and counted (a WARNING says how many, at most once a
+    minute), so a blocked standard error cannot grow the memory."""
+
+    def __init__(self, stream: TextIO, max_queued: int = 10_000) -> None:
+        super().__init__(stream)
+        self.max_queued = max_queued
+        self._queue: queue.Queue[logging.LogRecord | None] = queue.Queue(max_queued)
+        self._writer: threading.Thread | None = None
+        self._pid = 0
+        self._start_lock = threading.Lock()
+        self._dropped = 0
+        self._dropped_logged = 0.0
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        if record.name != ACCESS_LOGGER:
+            return bool(super().handle(record))
+        if not self.filter(record):
+            return False
+        if self._pid != os.getpid():  # the first record in this process (workers are forked)
+            self._start()
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self._dropped += 1  # the writer reports it (a request never waits for the stream)
+        return True
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            self._queue = queue.Queue(self.max_queued)  # not the parent's, after a fork
+            self._writer = threading.Thread(target=self._write_queued, daemon=True,
+                                            name="tfsoap-access-log")
+            self._writer.start()
+            self._pid = os.getpid()
+
+    def _write_queued(self) -> None:
+        while True:
+            records = [self._queue.get()]
+            while len(records) < 512:  # what else is waiting goes out in the same write
+                try:
+                    records.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            lines = self._dropped_line()
+            for record in records:
+                if record is not None:
+                    try:
+                        lines.append(self.format(record) + self.terminator)
+                    except Exception:
+                        self.handleError(record)
+            if lines:
+                with self.lock:  # type: ignore[union-attr]
+                    try:
+                        self.stream.write("".join(lines))
+                        self.stream.flush()
+                    except Exception:
+                        self.handleError(next(r for r in records if r is not None))
+            for _ in records:
+                self._queue.task_done()
+
+    def _dropped_line(self) -> list[str]:
+        """A WARNING line saying how many access lines were dropped, at most once a minute."""
+        now = time.monotonic()
+        if not self._dropped or now - self._dropped_logged < 60:
+            return []
+        self._dropped_logged = now
+        record = logging.LogRecord("soap_server.observability", logging.WARNING, __file__, 0,
+                                   "access log: %d lines dropped so far (the log stream does "
+                                   "not keep up)", (self._dropped,), None)
+        return [self.format(record) + self.terminator]
+
+    def flush(self) -> None:
+        """Wait until the queued access lines are written (at most 5 s), then flush."""
+        if self._writer is not None and self._pid == os.getpid():
+            deadline = time.monotonic() + 5
+            while self._queue.unfinished_tasks and time.monotonic() < deadline:
+                time.sleep(0.001)
+        super().flush()
+
+
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
     """Send every log record to ``stream`` (standard error) at ``settings.log_level`` in
     ``settings.log_format``; returns the handler (tests remove it)."""
@@ -69,7 +160,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> loggi
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = LogHandler(stream or sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -15,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from model_store import ModelRepository
 from soap_server.app import start_server
 from soap_server.cli import main
-from soap_server.observability import configure_logging
+from soap_server.observability import ACCESS_LOGGER, configure_logging
+from soap_server.observability.logs import LogHandler
 from soap_server.settings import Settings
 from tests.models import affine_model
 from tests.soap_server.raw import parse_fault, post, predict_xml
@@ -97,6 +99,7 @@ def test_json_log_lines_carry_the_request_fields(srv) -> None:
     try:
         post(srv.url, predict_xml("affine"), headers={"X-Request-ID": "rid-json-1"})
     finally:
+        handler.flush()  # access lines are written by the handler's own thread
         logging.getLogger().removeHandler(handler)
     lines = [json.loads(x) for x in stream.getvalue().splitlines() if "rid-json-1" in x]
     assert len(lines) == 1
@@ -143,3 +146,46 @@ def test_models_url_shows_each_versions_state_hash_and_failure(srv, capsys) -> N
     assert str(repo.root) not in states[3]["error"]
     assert main(["models", "--url", srv.url]) == 0
     assert "v3 FAILED" in capsys.readouterr().out
+
+
+def test_access_lines_are_written_in_order_by_the_handlers_thread() -> None:
+    stream = io.StringIO()
+    handler = LogHandler(stream)
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    access = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "line %d", (0,), None)
+    for i in range(2000):
+        access.args = (i,)
+        handler.handle(logging.makeLogRecord(access.__dict__))
+    handler.handle(logging.LogRecord("other", logging.WARNING, __file__, 0, "direct", (), None))
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    assert [x for x in lines if x.startswith(ACCESS_LOGGER)] == \
+        [f"{ACCESS_LOGGER} line {i}" for i in range(2000)]
+    assert "other direct" in lines
+
+
+def test_a_stream_that_blocks_drops_access_lines_and_says_so() -> None:
+    release = threading.Event()
+
+    class Blocking(io.StringIO):
+        def write(self, text: str) -> int:
+            release.wait(10)
+            return super().write(text)
+
+    stream = Blocking()
+    handler = LogHandler(stream, max_queued=10)
+    record = logging.LogRecord(ACCESS_LOGGER, logging.INFO, __file__, 0, "line", (), None)
+    started = time.monotonic()
+    for _ in range(200):
+        handler.handle(logging.makeLogRecord(record.__dict__))
+    assert time.monotonic() - started < 1  # no request waits for the stream
+    release.set()
+    handler.flush()
+    handler.handle(logging.makeLogRecord(record.__dict__))  # the next batch reports the drops
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    written = lines.count("line") - 1
+    dropped = [x for x in lines if "lines dropped so far" in x]
+    assert len(dropped) == 1 and written >= 10
+    assert dropped[0] == f"access log: {200 - written} lines dropped so far (the log stream " \
+        "does not keep up)"
