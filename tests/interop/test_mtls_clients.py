@@ -25,6 +25,7 @@ from typing import Any, Iterator
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ..deploy.mtls_stack import mtls_stack, require_nginx
@@ -74,19 +75,24 @@ def mtls(server: Any, test_store: Path, tls: TlsMaterial,
         yield running
 
 
-def client_pkcs12(cert_path: Path, key_path: Path, name: str, path: Path) -> Path:
-    """A client certificate and its key as a password-protected PKCS#12 file. PBES1
-    with 3DES and a SHA-1 MAC (``openssl pkcs12 -legacy``): what both the JDK and Mono 6.8's
-    BoringSSL read; the newer AES/PBES2 form is not read by every runtime the tests cover."""
+def client_pkcs12(cert_path: Path, key_path: Path, name: str, path: Path,
+                  legacy: bool = True) -> Path:
+    """A client certificate and its key as a password-protected PKCS#12 file. ``legacy``:
+    PBES1 with 3DES and a SHA-1 MAC (as ``openssl pkcs12 -export -legacy``), which both the JDK
+    and Mono 6.8 read; else the ``cryptography`` package's best (PBES2 with AES, as openssl 3's
+    default), which Mono 6.8 cannot read (``test_csharp_cannot_read_a_pbes2_pkcs12``)."""
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    encryption = (serialization.PrivateFormat.PKCS12.encryption_builder()
-                  .kdf_rounds(2048)
-                  .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-                  .hmac_hash(hashes.SHA1())
-                  .build(STORE_PASSWORD.encode()))
+    assert isinstance(key, ec.EllipticCurvePrivateKey)  # what certs.py makes
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(STORE_PASSWORD.encode())) if legacy else (
+        serialization.BestAvailableEncryption(STORE_PASSWORD.encode()))
     path.write_bytes(pkcs12.serialize_key_and_certificates(
-        name.encode(), key, cert, None, encryption))  # type: ignore[arg-type]
+        name.encode(), key, cert, None, encryption))
     path.chmod(0o600)
     return path
 
@@ -256,3 +262,15 @@ def test_csharp_without_a_usable_certificate_is_refused(
                      None if keystore is None else keystores[keystore])
     assert_refused_without_certificate(run, mtls[1], status, caplog)
     assert "WebException" in (run.first("ERROR") or ""), run.explain()
+
+
+def test_csharp_cannot_read_a_pbes2_pkcs12(csharp_demos: Path, mtls: Any, tls: TlsMaterial,
+                                          images_file: Path, tmp_path: Path) -> None:
+    """The mapped certificate in a PKCS#12 file in the modern form (PBES2 with AES, openssl
+    3's default without ``-legacy``): Mono 6.8's ``X509Certificate2`` refuses to read it, before
+    any call. Pinned, so that a Mono that can makes this test fail and the docs get updated."""
+    modern = client_pkcs12(tls.client_cert, tls.client_key, MAPPED_CN, tmp_path / "aes.p12",
+                           legacy=False)
+    run = run_csharp(csharp_demos, mtls[1], images_file, tls, modern)
+    assert run.returncode == 2, run.explain()
+    assert run.first("ERROR") == "input Unable to decode certificate.", run.explain()
