@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,26 +18,16 @@ import pytest
 import requests
 
 import tfsoap_client as tc
-from soap_server.security import User, hash_password, save_users
-from tests.conftest import in_ci
+from soap_server.security import User, hash_password
 from tests.soap_server.security.certs import TlsMaterial, make_tls_material
 
 from .load import predict_body
+from .mtls_stack import TEMPLATE, mtls_stack
 from .processes import REPO, Nginx
 
-TEMPLATE = REPO / "deploy" / "nginx" / "tfsoap-mtls.conf.template"
 X = np.array([[1, 2, 3, 4]], np.float32)
 BATCH_DN = "CN=scoring-batch,O=tfsoap tests"  # what nginx's $ssl_client_s_dn says
 ALICE_PW = "alice-Pw-5521"
-
-
-def _require_nginx() -> None:
-    if shutil.which("nginx") is None:
-        message = "nginx missing; install it with: apt-get install -y --no-install-recommends nginx"
-        if in_ci():
-            pytest.fail(message + " [CI=true: the mutual TLS proxy test must run]",
-                        pytrace=False)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +40,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
 def stack(tmp_path_factory: pytest.TempPathFactory, test_store: Path,
           tls: TlsMaterial) -> Iterator[tuple[Any, Nginx]]:
     """tfsoap on 127.0.0.1 trusting 127.0.0.1, and nginx terminating mutual TLS before it."""
-    _require_nginx()
-    from soap_server.app import start_server
-    from soap_server.settings import Settings
-
-    users = tmp_path_factory.mktemp("mtls-users") / "users.toml"
-    save_users(users, {
+    users = {
         # certificate only: the subject in the order nginx writes it, most specific first
         "scoring-batch": User("scoring-batch", frozenset({"scoring"}),
                               cert_subjects=(BATCH_DN,)),
@@ -64,22 +48,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory, test_store: Path,
         "alice": User("alice", frozenset({"scoring"}), hash_password(ALICE_PW),
                       cert_subjects=("cn=alice,o=tfsoap tests",)),
         "olga": User("olga", frozenset({"ops"}), hash_password("olga-Pw-1188")),
-    })
-    srv = start_server(Settings(
-        model_store=str(test_store), host="127.0.0.1", port=0, threads=8,
-        users_file=str(users), trusted_proxies="127.0.0.1", model_roles="affine=scoring;scalar=ops",
-        status_role="ops", allow_password_text_over_http=True, lockout_failures=0))
-    nginx = Nginx(tmp_path_factory.mktemp("nginx-mtls"))
-    try:
-        assert srv.wait_ready(120), "test models did not load"
-        nginx.configure(f"server 127.0.0.1:{srv.port};", TEMPLATE,
-                        TFSOAP_TLS_CERT=str(tls.server_cert), TFSOAP_TLS_KEY=str(tls.server_key),
-                        TFSOAP_CLIENT_CA=str(tls.ca_cert))
-        nginx.start()
-        yield srv, nginx
-    finally:
-        nginx.stop()
-        srv.stop()
+    }
+    with mtls_stack(tmp_path_factory.mktemp("mtls-stack"), test_store, tls, users, threads=8,
+                    model_roles="affine=scoring;scalar=ops", status_role="ops",
+                    allow_password_text_over_http=True) as running:
+        yield running
 
 
 def _client(nginx: Nginx, tls: TlsMaterial, cn: str | None, **kw: Any) -> tc.PredictClient:

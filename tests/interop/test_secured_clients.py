@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,8 +35,10 @@ from .toolchains import (
     assert_same_predictions,
     build_csharp,
     build_java,
+    by_name,
     csharp_command,
     java_command,
+    java_truststore,
     run_program,
 )
 
@@ -76,14 +77,9 @@ def secured_tls_server(server: Any, test_store: Path, tls_material: TlsMaterial,
 
 @pytest.fixture(scope="module")
 def truststore(tls_material: TlsMaterial, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A PKCS#12 truststore holding the test CA, made by ``keytool`` as the README says."""
     JAVA.require()
-    path = tmp_path_factory.mktemp("truststore") / "truststore.p12"
-    subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "tfsoap-test-ca",
-                    "-file", str(tls_material.ca_cert), "-keystore", str(path),
-                    "-storetype", "PKCS12", "-storepass", STORE_PASSWORD],
-                   check=True, capture_output=True, timeout=60)
-    return path
+    return java_truststore(tls_material.ca_cert, tmp_path_factory.mktemp("truststore"),
+                           STORE_PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +145,6 @@ _NO_CREDENTIALS = "reason=no credentials"
 def csharp_demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     MONO.require()
     return build_csharp(str(COMMITTED_WSDL), tmp_path_factory.mktemp("csharp-secured"))
-
-
-def by_name(url: str) -> str:
-    """``url`` with ``localhost`` for ``127.0.0.1``: Mono's btls checks the server certificate
-    against the URL's host as a DNS name only, so an IP address never matches the
-    certificate's IP SAN (see ``test_csharp_checks_the_host_name``)."""
-    return url.replace("://127.0.0.1:", "://localhost:")
 
 
 def run_csharp(build_dir: Path, flavour: str, url: str, images: Path, ca: Path | None,

@@ -145,6 +145,16 @@ def java_command(classes: Path, endpoint: str, wsdl: str, images: Path,
             endpoint, wsdl, str(images), *extra]
 
 
+def java_truststore(ca_cert: Path, folder: Path, password: str) -> Path:
+    """A PKCS#12 truststore holding ``ca_cert``, made by ``keytool`` as the README says."""
+    path = folder / "truststore.p12"
+    subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "tfsoap-test-ca",
+                    "-file", str(ca_cert), "-keystore", str(path),
+                    "-storetype", "PKCS12", "-storepass", password],
+                   check=True, capture_output=True, timeout=60)
+    return path
+
+
 def build_csharp(wsdl: str, build_dir: Path) -> Path:
     """Generate both proxies from ``wsdl`` and compile both demos into ``build_dir``."""
     _build(CSHARP_DIR / "build.sh", wsdl, build_dir)
@@ -155,6 +165,13 @@ def csharp_command(build_dir: Path, flavour: str, endpoint: str, images: Path,
                    *extra: str) -> list[str]:
     """``flavour``: ``Asmx`` (Mono ``wsdl`` proxy) or ``Wcf`` (Mono ``svcutil`` proxy)."""
     return ["mono", str(build_dir / f"PredictDemo{flavour}.exe"), endpoint, str(images), *extra]
+
+
+def by_name(url: str) -> str:
+    """``url`` with ``localhost`` for ``127.0.0.1``: Mono's btls checks the server certificate
+    against the URL's host as a DNS name only, so an IP address never matches the
+    certificate's IP SAN (see ``test_csharp_checks_the_host_name``)."""
+    return url.replace("://127.0.0.1:", "://localhost:")
 
 
 def write_images(path: Path, images: np.ndarray) -> Path:

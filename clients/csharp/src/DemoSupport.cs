@@ -12,16 +12,22 @@ using Mono.Security.Interface;
 
 namespace Tfsoap.Demo
 {
-    /// <summary>Command line: ENDPOINT IMAGES [--model NAME] [--timeout-ms N]
-    /// [--user U --password P [--auth MODE] [--no-preauthenticate]] [--ca ca.pem].</summary>
+    /// <summary>Command line: ENDPOINT IMAGES [--model NAME] [--fault-model NAME]
+    /// [--timeout-ms N] [--user U --password P [--auth MODE] [--no-preauthenticate]]
+    /// [--ca ca.pem] [--client-cert client.p12 [--client-cert-password P]].</summary>
     public sealed class DemoOptions
     {
-        public const string Usage = " ENDPOINT IMAGES [--model NAME] [--timeout-ms N]"
-            + " [--user U --password P [--auth MODE] [--no-preauthenticate]] [--ca CA.pem]";
+        public const string Usage = " ENDPOINT IMAGES [--model NAME] [--fault-model NAME]"
+            + " [--timeout-ms N] [--user U --password P [--auth MODE] [--no-preauthenticate]]"
+            + " [--ca CA.pem] [--client-cert CLIENT.p12 [--client-cert-password P]]";
 
         public string Endpoint;
         public string ImagesPath;
         public string Model = "digits";
+        /// <summary>The model of the last call, which is expected to fail with a typed fault
+        /// (by default one that does not exist; a model the caller may not call works too).
+        /// </summary>
+        public string FaultModel = "no_such_model";
         public int TimeoutMs = 30000;
         /// <summary>With Password: every call authenticates as this user.</summary>
         public string User;
@@ -33,6 +39,9 @@ namespace Tfsoap.Demo
         public bool PreAuthenticate = true;
         /// <summary>A PEM file with the CA certificate that signed the server's (https).</summary>
         public string CaPath;
+        /// <summary>A PKCS#12 file with the client certificate and its key (mutual TLS).</summary>
+        public string ClientCertPath;
+        public string ClientCertPassword = "";
 
         public bool Authenticated { get { return User != null && Password != null; } }
 
@@ -43,6 +52,12 @@ namespace Tfsoap.Demo
             for (int i = 0; i < args.Length; i++) {
                 if (args[i] == "--model" && i + 1 < args.Length)
                     o.Model = args[++i];
+                else if (args[i] == "--fault-model" && i + 1 < args.Length)
+                    o.FaultModel = args[++i];
+                else if (args[i] == "--client-cert" && i + 1 < args.Length)
+                    o.ClientCertPath = args[++i];
+                else if (args[i] == "--client-cert-password" && i + 1 < args.Length)
+                    o.ClientCertPassword = args[++i];
                 else if (args[i] == "--timeout-ms" && i + 1 < args.Length)
                     o.TimeoutMs = int.Parse(args[++i], CultureInfo.InvariantCulture);
                 else if (args[i] == "--user" && i + 1 < args.Length)

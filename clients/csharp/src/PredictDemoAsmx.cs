@@ -1,20 +1,23 @@
 // PredictService through the ASMX-style proxy that Mono's `wsdl` generates
 // (System.Web.Services SoapHttpClientProtocol, namespace Tfsoap.Asmx).
 //
-//   mono PredictDemoAsmx.exe ENDPOINT IMAGES [--model NAME] [--timeout-ms N]
+//   mono PredictDemoAsmx.exe ENDPOINT IMAGES [--model NAME] [--fault-model NAME] [--timeout-ms N]
 //        [--user U --password P [--no-preauthenticate]] [--ca CA.pem]
+//        [--client-cert CLIENT.p12 [--client-cert-password P]]
 //
 // Same steps and output lines as clients/java/src/PredictDemo.java: list the models, read the
 // metadata, Predict with float_val and with tensor_content, and show the typed fault
 // (SoapException with the fault code and the ServiceFault detail) for an unknown model.
 // With --user/--password every call sends HTTP Basic credentials (Credentials and
 // PreAuthenticate; --no-preauthenticate waits for the server's 401 challenge and resends);
-// with --ca, https to a server whose certificate that CA signed (TlsTrust in DemoSupport.cs).
+// with --ca, https to a server whose certificate that CA signed (TlsTrust in DemoSupport.cs);
+// with --client-cert, the proxy's ClientCertificates holds that certificate (mutual TLS).
 // The ASMX stack has no WS-Security of its own (that was WSE 3.0, not in Mono): Basic only.
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using System.Web.Services.Protocols;
 using System.Xml;
 using Tfsoap.Asmx;
@@ -36,10 +39,13 @@ namespace Tfsoap.Demo
             if (o == null)
                 return Report.Usage;
             Matrix images;
+            X509Certificate2 clientCert = null;
             try {
                 images = Matrix.Read(o.ImagesPath);
                 if (o.CaPath != null)
                     TlsTrust.TrustCa(o.CaPath);
+                if (o.ClientCertPath != null)
+                    clientCert = new X509Certificate2(o.ClientCertPath, o.ClientCertPassword);
             } catch (Exception e) when (e is IOException || e is FormatException
                                         || e is System.Security.Cryptography.CryptographicException) {
                 Console.WriteLine("ERROR input " + Report.OneLine(e.Message));
@@ -47,6 +53,8 @@ namespace Tfsoap.Demo
             }
             // The proxy's Url comes from the WSDL's address; the endpoint given wins.
             var service = new PredictService { Url = o.Endpoint, Timeout = o.TimeoutMs };
+            if (clientCert != null)
+                service.ClientCertificates.Add(clientCert);  // offered when the server asks
             if (o.Authenticated) {
                 // HTTP Basic on every call. PreAuthenticate sends the Authorization header
                 // without waiting for a 401; without it, each request first goes out bare,
@@ -56,7 +64,7 @@ namespace Tfsoap.Demo
                 service.PreAuthenticate = o.PreAuthenticate;
             }
             try {
-                Demo(service, o.Model, images);
+                Demo(service, o.Model, o.FaultModel, images);
                 Console.WriteLine("DONE");
                 return Report.Ok;
             } catch (SoapException e) {
@@ -71,7 +79,7 @@ namespace Tfsoap.Demo
             }
         }
 
-        static void Demo(PredictService service, string model, Matrix images)
+        static void Demo(PredictService service, string model, string faultModel, Matrix images)
         {
             ModelSummary[] models = service.ListModels();
             var names = new List<string>();
@@ -99,9 +107,9 @@ namespace Tfsoap.Demo
             Report.Prediction("packed", packed.version, Outputs(packed));
 
             try {
-                service.Predict("no_such_model", 0, false, new[] { Typed(input, images) },
+                service.Predict(faultModel, 0, false, new[] { Typed(input, images) },
                                 null, OutputEncoding.AUTO, false, null);
-                Console.WriteLine("NOFAULT no_such_model answered");
+                Console.WriteLine("NOFAULT " + faultModel + " answered");
             } catch (SoapHeaderException e) {
                 // Mono's answer to a fault without <detail>: the contract promises one.
                 Console.WriteLine("UNTYPEDFAULT " + e.Code.Name + " " + Report.OneLine(e.Message));

@@ -1,7 +1,7 @@
 // PredictService through the WCF proxy that Mono's `svcutil` generates
 // (ClientBase<PredictServicePortType>, data contracts in namespace tfsoap.predict.v1).
 //
-//   mono PredictDemoWcf.exe ENDPOINT IMAGES [--model NAME] [--timeout-ms N]
+//   mono PredictDemoWcf.exe ENDPOINT IMAGES [--model NAME] [--fault-model NAME] [--timeout-ms N]
 //        [--user U --password P [--auth basic|wsse]] [--ca CA.pem]
 //
 // Same steps and output lines as clients/java/src/PredictDemo.java. Two things Mono's svcutil
@@ -48,6 +48,11 @@ namespace Tfsoap.Demo
             DemoOptions o = DemoOptions.Parse(args, "PredictDemoWcf.exe", "basic", "wsse");
             if (o == null)
                 return Report.Usage;
+            if (o.ClientCertPath != null) {
+                // Mutual TLS is shown (and tested) with the ASMX demo only.
+                Console.Error.WriteLine("PredictDemoWcf.exe: --client-cert: use PredictDemoAsmx.exe");
+                return Report.Usage;
+            }
             Matrix images;
             try {
                 images = Matrix.Read(o.ImagesPath);
@@ -77,7 +82,7 @@ namespace Tfsoap.Demo
             }
             AddFaultContracts(client.Endpoint.Contract);
             try {
-                Demo(client, o.Model, images);
+                Demo(client, o.Model, o.FaultModel, images);
                 client.Close();
                 Console.WriteLine("DONE");
                 return Report.Ok;
@@ -148,7 +153,8 @@ namespace Tfsoap.Demo
             return false;
         }
 
-        static void Demo(PredictServicePortTypeClient client, string model, Matrix images)
+        static void Demo(PredictServicePortTypeClient client, string model, string faultModel,
+                         Matrix images)
         {
             ModelSummaryArray models = client.ListModels();
             var names = new List<string>();
@@ -178,8 +184,8 @@ namespace Tfsoap.Demo
             Report.Prediction("packed", packed.version, Outputs(packed));
 
             try {
-                client.Predict("no_such_model", 1, Inputs(Typed(input, images)), null, OutputEncoding.AUTO, null);
-                Console.WriteLine("NOFAULT no_such_model answered");
+                client.Predict(faultModel, 1, Inputs(Typed(input, images)), null, OutputEncoding.AUTO, null);
+                Console.WriteLine("NOFAULT " + faultModel + " answered");
             } catch (FaultException<ServiceFault> e) {
                 Console.WriteLine("FAULT " + e.Detail.Code + " " + Report.OneLine(e.Detail.Message));
                 Console.WriteLine("FAULTCODE " + e.Code.Name);

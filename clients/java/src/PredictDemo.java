@@ -33,8 +33,8 @@ import tfsoap.predict.v1.TensorInfo;
 /**
  * Calls a tfsoap PredictService through the JAX-WS stubs that wsimport generates from the WSDL.
  *
- * <p>Usage: {@code PredictDemo ENDPOINT WSDL IMAGES [--model NAME] [--timeout-ms N]
- * [--user U --password P [--auth basic|wsse|wsse-digest]]}
+ * <p>Usage: {@code PredictDemo ENDPOINT WSDL IMAGES [--model NAME] [--fault-model NAME]
+ * [--timeout-ms N] [--user U --password P [--auth basic|wsse|wsse-digest]]}
  *
  * <ul>
  *   <li>ENDPOINT: the service URL, for example {@code http://127.0.0.1:8080/} (it replaces the
@@ -47,7 +47,8 @@ import tfsoap.predict.v1.TensorInfo;
  *
  * <p>It lists the models, reads the model's metadata, calls Predict once with typed values
  * ({@code float_val}) and once with {@code tensor_content} (little-endian bytes), and asks for
- * a model that does not exist to show the typed fault. Output is one fact per line, a keyword
+ * a model that does not exist ({@code --fault-model}: another one, for example a model the
+ * caller may not call) to show the typed fault. Output is one fact per line, a keyword
  * first, for scripts and tests to read:
  *
  * <pre>
@@ -66,7 +67,10 @@ import tfsoap.predict.v1.TensorInfo;
  * the JAX-WS runtime sends as HTTP Basic on every request; {@code wsse} and {@code wsse-digest}
  * through {@link UsernameTokenHandler}. For an https ENDPOINT signed by a private CA, run java
  * with {@code -Djavax.net.ssl.trustStore=truststore.p12 -Djavax.net.ssl.trustStorePassword=...}
- * (a truststore made by {@code keytool -importcert} from the CA certificate).
+ * (a truststore made by {@code keytool -importcert} from the CA certificate). For mutual TLS
+ * add {@code -Djavax.net.ssl.keyStore=client.p12 -Djavax.net.ssl.keyStorePassword=...
+ * -Djavax.net.ssl.keyStoreType=PKCS12}: the JDK's default key manager offers that certificate
+ * when the server asks for one.
  *
  * <p>A transport failure (server down, timeout, HTTP error) prints {@code ERROR transport ...}
  * or {@code ERROR timeout ...} and exits with 3; an unexpected fault prints {@code ERROR fault
@@ -90,6 +94,7 @@ public final class PredictDemo {
     static int run(String[] args) {
         List<String> positional = new ArrayList<>();
         String model = "digits";
+        String faultModel = "no_such_model";
         int timeoutMs = 30000;
         String user = null;
         String password = null;
@@ -97,6 +102,8 @@ public final class PredictDemo {
         for (int i = 0; i < args.length; i++) {
             if (args[i].equals("--model") && i + 1 < args.length) {
                 model = args[++i];
+            } else if (args[i].equals("--fault-model") && i + 1 < args.length) {
+                faultModel = args[++i];
             } else if (args[i].equals("--user") && i + 1 < args.length) {
                 user = args[++i];
             } else if (args[i].equals("--password") && i + 1 < args.length) {
@@ -110,7 +117,7 @@ public final class PredictDemo {
             }
         }
         if (positional.size() != 3) {
-            System.err.println("usage: PredictDemo ENDPOINT WSDL IMAGES [--model NAME] [--timeout-ms N]");
+            System.err.println("usage: PredictDemo ENDPOINT WSDL IMAGES [--model NAME] [--fault-model NAME] [--timeout-ms N]");
             return 2;
         }
         Matrix images;
@@ -127,7 +134,7 @@ public final class PredictDemo {
             if (user != null && password != null) {
                 authenticate(port, user, password, auth);
             }
-            demo(port, model, images);
+            demo(port, model, faultModel, images);
             System.out.println("DONE");
             return 0;
         } catch (ServiceFault_Exception e) {
@@ -173,7 +180,8 @@ public final class PredictDemo {
         bp.getBinding().setHandlerChain(chain);
     }
 
-    static void demo(PredictServicePortType port, String model, Matrix images)
+    static void demo(PredictServicePortType port, String model, String faultModel,
+                     Matrix images)
             throws ServiceFault_Exception {
         List<ModelSummary> models = port.listModels().getModelSummary();
         StringBuilder names = new StringBuilder("MODELS");
@@ -202,8 +210,8 @@ public final class PredictDemo {
         report("packed", port.predict(model, null, inputs(packed(inputName, images)), null, null, null));
 
         try {
-            port.predict("no_such_model", null, inputs(typed(inputName, images)), null, null, null);
-            System.out.println("NOFAULT no_such_model answered");
+            port.predict(faultModel, null, inputs(typed(inputName, images)), null, null, null);
+            System.out.println("NOFAULT " + faultModel + " answered");
         } catch (ServiceFault_Exception e) {
             ServiceFault f = e.getFaultInfo();
             System.out.println("FAULT " + f.getCode() + " " + oneLine(f.getMessage()));
