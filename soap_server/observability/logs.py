@@ -68,9 +68,9 @@ class LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
     log. A request then only hands its record over; it neither formats it nor waits for the
     handler's lock while another thread writes (with eight request threads, that lock and its
     write call cost more than the line itself). Lines reach the stream within a few
-    milliseconds; ``flush()`` waits for those queued. At most ``max_queued`` records wait: past
-    that, access lines are dropped and counted (a WARNING says how many, at most once a
-    minute), so a blocked standard error cannot grow the memory."""
+    milliseconds; ``wait_written()`` (and ``close()``, at exit) waits for those queued. At most
+    ``max_queued`` records wait: past that, access lines are dropped and counted (a WARNING says
+    how many, at most once a minute), so a blocked standard error cannot grow the memory."""
 
     def __init__(self, stream: TextIO, max_queued: int = 10_000) -> None:
         super().__init__(stream)
@@ -141,13 +141,17 @@ class LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
                                    "not keep up)", (self._dropped,), None)
         return [self.format(record) + self.terminator]
 
-    def flush(self) -> None:
-        """Wait until the queued access lines are written (at most 5 s), then flush."""
+    def wait_written(self, timeout: float = 5.0) -> None:
+        """Wait (up to ``timeout``) until the queued access lines are written. Not ``flush()``:
+        ``StreamHandler.emit`` calls that with the handler's lock held, which the writer needs."""
         if self._writer is not None and self._pid == os.getpid():
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + timeout
             while self._queue.unfinished_tasks and time.monotonic() < deadline:
                 time.sleep(0.001)
-        super().flush()
+
+    def close(self) -> None:
+        self.wait_written()  # logging.shutdown() at exit: the last access lines are not lost
+        super().close()
 
 
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:

@@ -329,13 +329,8 @@ def test_overload_is_refused_fast_with_unavailable() -> None:
         refused = [t for code, t in results if code == "Server.Unavailable"]
         assert {code for code, _ in results} <= {"ok", "Server.Unavailable"}
         assert refused and any(code == "ok" for code, _ in results)
+        assert statistics.median(refused) < 1.0, statistics.median(refused)
         predict_once(srv.url)
-        if statistics.median(refused) >= 1.0:
-            # Known, not fixed (issue 9's note): while the threads run these 4096-row Predicts,
-            # some requests reach the application only after 5, 10 or 15 s (seen with the ASGI
-            # front as with RSGI, for 1-row requests too); the refusal itself is immediate.
-            pytest.xfail(f"requests stalled before the front: median refusal "
-                         f"{statistics.median(refused):.1f} s")
     finally:
         assert srv.stop() == 0
 

@@ -99,7 +99,7 @@ def test_json_log_lines_carry_the_request_fields(srv) -> None:
     try:
         post(srv.url, predict_xml("affine"), headers={"X-Request-ID": "rid-json-1"})
     finally:
-        handler.flush()  # access lines are written by the handler's own thread
+        handler.wait_written()  # access lines are written by the handler's own thread
         logging.getLogger().removeHandler(handler)
     lines = [json.loads(x) for x in stream.getvalue().splitlines() if "rid-json-1" in x]
     assert len(lines) == 1
@@ -157,7 +157,7 @@ def test_access_lines_are_written_in_order_by_the_handlers_thread() -> None:
         access.args = (i,)
         handler.handle(logging.makeLogRecord(access.__dict__))
     handler.handle(logging.LogRecord("other", logging.WARNING, __file__, 0, "direct", (), None))
-    handler.flush()
+    handler.wait_written()
     lines = stream.getvalue().splitlines()
     assert [x for x in lines if x.startswith(ACCESS_LOGGER)] == \
         [f"{ACCESS_LOGGER} line {i}" for i in range(2000)]
@@ -180,9 +180,9 @@ def test_a_stream_that_blocks_drops_access_lines_and_says_so() -> None:
         handler.handle(logging.makeLogRecord(record.__dict__))
     assert time.monotonic() - started < 1  # no request waits for the stream
     release.set()
-    handler.flush()
+    handler.wait_written()
     handler.handle(logging.makeLogRecord(record.__dict__))  # the next batch reports the drops
-    handler.flush()
+    handler.wait_written()
     lines = stream.getvalue().splitlines()
     written = lines.count("line") - 1
     dropped = [x for x in lines if "lines dropped so far" in x]
