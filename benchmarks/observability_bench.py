@@ -1,6 +1,8 @@
 """The cost of metrics and of the access log: requests/s at concurrency 8, with and without.
 
-Two measurements. **Paired, in process** (``--paired-rounds``, the steadier one): four apps
+Three measurements. **The access line's own cost** (first): a dataplane call with nothing in
+it, access log on and off, in microseconds of CPU per request, and that as a share of the bare
+server's CPU per request. **Paired, in process** (``--paired-rounds``, the steadier one): four apps
 (bare, metrics, access log, both) built in this process on the bundled digits model, each called
 through its WSGI surface (the fast path, the dataplane, the registry: everything but HTTP) in
 blocks of ``--block`` requests, the four blocks of a round back to back (the order alternating);
@@ -177,6 +179,38 @@ def paired(body: bytes, rounds: int, block: int) -> dict[str, Any]:
     return out
 
 
+def line_cost(requests: int = 50_000, rounds: int = 5) -> dict[str, Any]:
+    """The access line's own CPU per request, in microseconds: a dataplane call with nothing
+    inside (``DataPlane._logged``) with the access log on and off, blocks taking turns, the
+    log going to a file through the CLI's handler (its writer thread's CPU counted too: this
+    process's CPU time covers every thread). A steady figure where the served ratios are
+    within the machine's noise."""
+    from soap_server.dataplane import DataPlane
+    from soap_server.observability import configure_logging
+    from soap_server.settings import Settings
+
+    log_file = tempfile.TemporaryFile("w+")
+    handler = configure_logging(Settings(log_level="INFO").checked(), log_file)
+    planes = {on: DataPlane(None, "bench", access_log=on) for on in (False, True)}  # type: ignore[arg-type]
+    spent: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for r in range(rounds):
+            for on in ((False, True) if r % 2 == 0 else (True, False)):
+                started = time.process_time()
+                for _ in range(requests):
+                    with planes[on]._logged("Predict", "0123456789abcdef", "digits") as info:
+                        info["version"] = 1
+                handler.wait_written()
+                spent[on].append((time.process_time() - started) * 1e6 / requests)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        log_file.close()
+    cost = statistics.median(on - off for on, off in zip(spent[True], spent[False]))
+    print(f"\nthe access line's own CPU: {cost:.1f} us per request (median of {rounds} "
+          "rounds; request thread and writer thread)")
+    return {"requests": requests, "rounds": rounds, "us_per_request": round(cost, 2)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -188,10 +222,12 @@ def main() -> int:
     ap.add_argument("--no-served", action="store_true", help="only the paired measurement")
     args = ap.parse_args()
     body = predict_body("digits", "images", sample_input((1, 64)), "tensor_content")
+    line = line_cost()
     paired_result = paired(body, args.paired_rounds, args.block)
     out = Path(__file__).parent / "results" / "observability.json"
     if args.no_served:
-        out.write_text(json.dumps({"paired": paired_result}, indent=2) + "\n")
+        out.write_text(json.dumps({"paired": paired_result, "access_line": line}, indent=2)
+                       + "\n")
         return 0
     rates: dict[str, list[float]] = {k: [] for k in CONFIGS}
     cpu_ms: dict[str, list[float]] = {k: [] for k in CONFIGS}
@@ -225,7 +261,12 @@ def main() -> int:
         print(f"{k:12s} {med[k]:6.0f}  {med[k] / med['bare']:.3f} ({paired_rate[k]:.3f})"
               f"    {med_cpu[k]:.3f}          {med_cpu[k] / med_cpu['bare']:.3f} "
               f"({paired_cpu[k]:.3f})")
-    out.write_text(json.dumps({"paired": paired_result, "concurrency": 8,
+    line["share_of_bare_request_cpu"] = round(line["us_per_request"] / 1000
+                                              / med_cpu["bare"], 4)
+    print(f"the access line is {line['share_of_bare_request_cpu']:.1%} of the bare server's "
+          "CPU per request")
+    out.write_text(json.dumps({"paired": paired_result, "access_line": line,
+                               "concurrency": 8,
                                "seconds": args.seconds, "rounds": rates,
                                "cpu_ms_per_request": cpu_ms, "median": med,
                                "median_cpu_ms": med_cpu,

@@ -7,7 +7,6 @@ Each call logs one line with the operation, model, version, duration, outcome an
 from __future__ import annotations
 
 import logging
-import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,26 +18,14 @@ from model_store.errors import InvalidInputError, ModelStoreError
 from model_store.serving import ModelRegistry, ModelState
 from model_store.store import BatchingConfig, ModelSignature
 
-from .observability import ACCESS_LOGGER, client_deadline, request_peer
+from .observability import client_deadline, request_peer
+from .observability.logs import access_line
 from .outcomes import outcome_of
 from .security import ANONYMOUS, OPEN_POLICY, AccessPolicy, Caller
 
 log = logging.getLogger(__name__)
-_UNSAFE = re.compile("[\x00-\x20\x7f-\x9f\u2028\u2029\\\\=\"]")
 
 
-def log_field(value: object, limit: int = 200) -> str:
-    """``value`` as one token of a ``key=value`` log line: whitespace, control characters,
-    ``\\``, ``=`` and ``"`` escaped as ``\\xNN`` (a model name with a newline cannot forge a
-    line), and cut at ``limit`` characters."""
-    text = str(value)
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return _UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 256
-                       else "\\u%04x" % ord(m.group()), text) or "-"
-
-
-_access = logging.getLogger(ACCESS_LOGGER)
 #: called as each request ends: (operation, model, version, outcome, seconds)
 RequestRecorder = Callable[[str, str, "int | None", str, float], None]
 #: Inputs by alias, or a function giving them from the served version's signature.
@@ -144,15 +131,8 @@ class DataPlane:
             seconds = time.perf_counter() - started
             answered = info.get("version")
             if self.access_log:
-                peer = request_peer.get()
-                _access.info(
-                    "request_id=%s op=%s model=%s version=%s duration_ms=%.2f outcome=%s "
-                    "peer=%s user=%s", log_field(request_id), op, log_field(model),
-                    answered or "-", seconds * 1000, outcome, log_field(peer),
-                    log_field(caller.name),
-                    extra={"request_id": request_id, "operation": op, "model": model,
-                           "version": answered, "duration_ms": round(seconds * 1000, 3),
-                           "outcome": outcome, "peer": peer, "user": caller.name})
+                access_line(request_id, op, model, answered, seconds, outcome,
+                            request_peer.get(), caller.name)
             for record in self.recorders:
                 record(op, model, answered if isinstance(answered, int) else None, outcome,
                        seconds)

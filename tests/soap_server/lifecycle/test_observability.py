@@ -17,7 +17,7 @@ from model_store import ModelRepository
 from soap_server.app import start_server
 from soap_server.cli import main
 from soap_server.observability import ACCESS_LOGGER, configure_logging
-from soap_server.observability.logs import LogHandler
+from soap_server.observability.logs import LogHandler, access_line
 from soap_server.settings import Settings
 from tests.models import affine_model
 from tests.soap_server.raw import parse_fault, post, predict_xml
@@ -189,3 +189,45 @@ def test_a_stream_that_blocks_drops_access_lines_and_says_so() -> None:
     assert len(dropped) == 1 and written >= 10
     assert dropped[0] == f"access log: {200 - written} lines dropped so far (the log stream " \
         "does not keep up)"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_access_lines_handed_over_as_fields_read_as_records_do(fmt: str) -> None:
+    """With the CLI's handler alone on the root logger, a request hands over its fields and the
+    writer makes the line; with another handler beside it (pytest's ``caplog``, a library
+    user's), the line is an ordinary record. Both give the same line, escaping included."""
+    fields = ("rid 7", "Predict", "dig\nits=\"x\"", 3, 0.00125, "Client.InvalidInput",
+              "127.0.0.1", "alice")
+    fast, slow = io.StringIO(), io.StringIO()
+    handler = configure_logging(Settings(log_format=fmt), fast)
+    try:
+        access_line(*fields)
+        handler.wait_written()
+        other = logging.StreamHandler(slow)
+        other.setFormatter(handler.formatter)
+        logging.getLogger().addHandler(other)  # two handlers: records, not fields
+        access_line(*fields)
+        handler.wait_written()
+        logging.getLogger().removeHandler(other)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    fast_lines, slow_lines = fast.getvalue().splitlines(), slow.getvalue().splitlines()
+    assert len(fast_lines) == 2 and len(slow_lines) == 1
+
+    def without_time(line: str) -> object:
+        if fmt == "json":
+            data = json.loads(line)
+            assert data.pop("time").endswith("Z")
+            return data
+        assert line[:4].isdigit()
+        return line.split(" ", 2)[2]
+
+    assert without_time(fast_lines[0]) == without_time(fast_lines[1]) == \
+        without_time(slow_lines[0])
+    if fmt == "text":
+        assert without_time(fast_lines[0]) == (
+            "INFO soap_server.dataplane: request_id=rid\\x207 op=Predict "
+            "model=dig\\x0aits\\x3d\\x22x\\x22 version=3 duration_ms=1.25 "
+            "outcome=Client.InvalidInput peer=127.0.0.1 user=alice")
+    else:
+        assert without_time(fast_lines[0])["model"] == "dig\nits=\"x\""  # type: ignore[index]
