@@ -118,7 +118,8 @@ def evaluate_issue9(report: dict[str, Any], before: dict[str, Any] | None,
             f"one worker no slower than before ({before_name}): lowest req/s now / before over "
             f"{len(comparison)} rows", worst_row["ratio"], 1.0, True, "x",
             f"lowest: {worst_row['key']}; median "
-            f"{statistics.median(r['ratio'] for r in comparison):.2f}x"))
+            f"{statistics.median(r['ratio'] for r in comparison):.2f}x"
+            + _machine_note(comparison)))
     else:
         targets.append(_target("one worker no slower than before", None, 1.0, True, "x",
                                f"no previous figures ({before_name})"))
@@ -144,18 +145,42 @@ def evaluate_issue9(report: dict[str, Any], before: dict[str, Any] | None,
 
 
 def one_worker_vs_before(report: dict[str, Any], before: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every served row measured both now (one worker) and before: req/s now / before."""
+    """Every served row measured both now (one worker) and before: req/s now / before, and
+    the same ratio with each run's requests/s divided by that run's in-process
+    ``Session.run`` batch-1 images/s of its model (``machine_ratio``): the saved run was taken
+    on another day, and this shared machine's speed moves by up to half between hours
+    (``front_ab.py`` measures the two fronts side by side instead)."""
     prev = {(r["mode"], r["model"], r["batch"], r["encoding"], r["concurrency"]): r
             for r in before.get("served", []) if r.get("workers", 1) == 1}
+
+    def baseline(run: dict[str, Any], model: str) -> float | None:
+        try:
+            return float(run["inprocess"]["session_run"][model]["b1"]["images_per_s"])
+        except (KeyError, TypeError):
+            return None
+
     out = []
     for r in report["served"]:
         k = (r["mode"], r["model"], r["batch"], r["encoding"], r["concurrency"])
         if r.get("workers", 1) == 1 and k in prev and prev[k]["rps"] > 0:
+            now_base, before_base = baseline(report, r["model"]), baseline(before, r["model"])
+            speed = before_base / now_base if now_base and before_base else None
             out.append({"key": "{}/{}/b{}/{}/c{}".format(*k), "before_rps": prev[k]["rps"],
                         "now_rps": r["rps"], "ratio": r["rps"] / prev[k]["rps"],
+                        "machine_ratio": r["rps"] / prev[k]["rps"] * speed if speed else None,
                         "before_cpu_ms_per_req": prev[k].get("server_cpu_ms_per_req"),
                         "now_cpu_ms_per_req": r["server_cpu_ms_per_req"]})
     return out
+
+
+def _machine_note(comparison: list[dict[str, Any]]) -> str:
+    """The comparison with each run's figures divided by its in-process ``Session.run`` b1."""
+    scaled = [r["machine_ratio"] for r in comparison if r.get("machine_ratio")]
+    if not scaled:
+        return ""
+    return (f"; divided by each run's in-process Session.run b1: lowest {min(scaled):.2f}x, "
+            f"median {statistics.median(scaled):.2f}x (a saved run of another day: "
+            "front_ab.py compares side by side)")
 
 
 def print_issue9(report: dict[str, Any]) -> None:
@@ -184,7 +209,8 @@ def print_issue9(report: dict[str, Any]) -> None:
               "JSON) ==")
         for r in cmp_rows:
             print(f"  {r['key']:34s} {r['before_rps']:7.0f} -> {r['now_rps']:7.0f} req/s "
-                  f"{r['ratio']:5.2f}x   CPU {r['before_cpu_ms_per_req'] or 0:.2f} -> "
+                  f"{r['ratio']:5.2f}x ({r.get('machine_ratio') or 0:4.2f}x by in-process "
+                  f"speed)   CPU {r['before_cpu_ms_per_req'] or 0:.2f} -> "
                   f"{r['now_cpu_ms_per_req']:.2f} ms/req")
     attack = report.get("attack")
     if attack:
