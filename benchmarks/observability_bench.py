@@ -1,14 +1,16 @@
 """The cost of metrics and of the access log: requests/s at concurrency 8, with and without.
 
-Three measurements. **The access line's own cost** (first): a dataplane call with nothing in
-it, access log on and off, in microseconds of CPU per request, and that as a share of the bare
-server's CPU per request. **Paired, in process** (``--paired-rounds``, the steadier one): four apps
-(bare, metrics, access log, both) built in this process on the bundled digits model, each called
-through its WSGI surface (the fast path, the dataplane, the registry: everything but HTTP) in
-blocks of ``--block`` requests, the four blocks of a round back to back (the order alternating);
-the ratio of each block's CPU per request to the bare block's of the same round, median over the
-rounds. Without HTTP in the denominator, the overhead it shows is an upper bound of the served
-one. The access log goes to a file, as a server's standard error would. **Served**:
+Three measurements. **Their own cost** (first): a dataplane call with nothing in it, bare, with
+the access log, with the metrics (and what a run reports to them), in microseconds of CPU per
+request, and that as a share of the bare server's CPU per request: the steadiest figure.
+**Paired, in process** (``--paired-rounds``): four apps (bare, metrics, access log, both) built
+in this process on the bundled digits model, each called through its WSGI surface (the fast
+path, the dataplane, the registry: everything but HTTP) in blocks of ``--block`` requests, the
+four blocks of a round back to back (the order alternating); the ratio of each block's CPU per
+request to the bare block's of the same round, median over the rounds. Without HTTP in the
+denominator, the overhead it shows is an upper bound of the served one, and a noisy one
+(TensorFlow's threads fall asleep in longer gaps between runs). The access log goes to a file,
+as a server's standard error would. **Served**:
 
 the server runs in its own process (``tfsoap serve`` on the bundled digits model, 64 inputs,
 batch 1 with ``tensor_content``: the smallest request, where a per-request cost shows most);
@@ -179,36 +181,57 @@ def paired(body: bytes, rounds: int, block: int) -> dict[str, Any]:
     return out
 
 
-def line_cost(requests: int = 50_000, rounds: int = 5) -> dict[str, Any]:
-    """The access line's own CPU per request, in microseconds: a dataplane call with nothing
-    inside (``DataPlane._logged``) with the access log on and off, blocks taking turns, the
-    log going to a file through the CLI's handler (its writer thread's CPU counted too: this
-    process's CPU time covers every thread). A steady figure where the served ratios are
-    within the machine's noise."""
+def own_costs(requests: int = 50_000, rounds: int = 5) -> dict[str, Any]:
+    """The access line's and the metrics' own CPU per request, in microseconds: a dataplane
+    call with nothing inside (``DataPlane._logged``) bare, with the access log (to a file
+    through the CLI's handler; its writer thread's CPU counted too: this process's CPU time
+    covers every thread), and with the metrics (the request recorder, plus what one
+    unbatched run and one batch of one report: queued, running, run time, batch size); blocks
+    taking turns. Steady figures where the served ratios are within the machine's noise."""
     from soap_server.dataplane import DataPlane
-    from soap_server.observability import configure_logging
+    from soap_server.observability import Metrics, configure_logging
     from soap_server.settings import Settings
 
     log_file = tempfile.TemporaryFile("w+")
     handler = configure_logging(Settings(log_level="INFO").checked(), log_file)
-    planes = {on: DataPlane(None, "bench", access_log=on) for on in (False, True)}  # type: ignore[arg-type]
-    spent: dict[bool, list[float]] = {False: [], True: []}
+    metrics = Metrics()
+    metrics.state("digits", 1, "AVAILABLE")
+    observer = metrics.version("digits", 1)
+    planes = {
+        "bare": DataPlane(None, "bench", access_log=False),  # type: ignore[arg-type]
+        "access_log": DataPlane(None, "bench", access_log=True),  # type: ignore[arg-type]
+        "metrics": DataPlane(None, "bench", access_log=False,  # type: ignore[arg-type]
+                             recorders=[metrics.record]),
+    }
+    spent: dict[str, list[float]] = {k: [] for k in planes}
     try:
         for r in range(rounds):
-            for on in ((False, True) if r % 2 == 0 else (True, False)):
+            for name in (list(planes) if r % 2 == 0 else list(reversed(planes))):
+                plane, observe = planes[name], name == "metrics"
                 started = time.process_time()
                 for _ in range(requests):
-                    with planes[on]._logged("Predict", "0123456789abcdef", "digits") as info:
+                    with plane._logged("Predict", "0123456789abcdef", "digits") as info:
                         info["version"] = 1
+                        if observe:
+                            observer.queued(1)
+                            observer.queued(-1)
+                            observer.running(1)
+                            observer.ran(0.0005)
+                            observer.running(-1)
+                            observer.batched(1)
                 handler.wait_written()
-                spent[on].append((time.process_time() - started) * 1e6 / requests)
+                spent[name].append((time.process_time() - started) * 1e6 / requests)
     finally:
         logging.getLogger().removeHandler(handler)
         log_file.close()
-    cost = statistics.median(on - off for on, off in zip(spent[True], spent[False]))
-    print(f"\nthe access line's own CPU: {cost:.1f} us per request (median of {rounds} "
-          "rounds; request thread and writer thread)")
-    return {"requests": requests, "rounds": rounds, "us_per_request": round(cost, 2)}
+    out: dict[str, Any] = {"requests": requests, "rounds": rounds}
+    for name in ("access_log", "metrics"):
+        cost = statistics.median(x - b for x, b in zip(spent[name], spent["bare"]))
+        out[f"{name}_us_per_request"] = round(cost, 2)
+    print(f"\nown CPU per request (median of {rounds} rounds): the access line "
+          f"{out['access_log_us_per_request']:.1f} us (request and writer threads), the "
+          f"metrics {out['metrics_us_per_request']:.1f} us")
+    return out
 
 
 def main() -> int:
@@ -222,11 +245,11 @@ def main() -> int:
     ap.add_argument("--no-served", action="store_true", help="only the paired measurement")
     args = ap.parse_args()
     body = predict_body("digits", "images", sample_input((1, 64)), "tensor_content")
-    line = line_cost()
+    own = own_costs()
     paired_result = paired(body, args.paired_rounds, args.block)
     out = Path(__file__).parent / "results" / "observability.json"
     if args.no_served:
-        out.write_text(json.dumps({"paired": paired_result, "access_line": line}, indent=2)
+        out.write_text(json.dumps({"paired": paired_result, "own_cost": own}, indent=2)
                        + "\n")
         return 0
     rates: dict[str, list[float]] = {k: [] for k in CONFIGS}
@@ -261,11 +284,11 @@ def main() -> int:
         print(f"{k:12s} {med[k]:6.0f}  {med[k] / med['bare']:.3f} ({paired_rate[k]:.3f})"
               f"    {med_cpu[k]:.3f}          {med_cpu[k] / med_cpu['bare']:.3f} "
               f"({paired_cpu[k]:.3f})")
-    line["share_of_bare_request_cpu"] = round(line["us_per_request"] / 1000
-                                              / med_cpu["bare"], 4)
-    print(f"the access line is {line['share_of_bare_request_cpu']:.1%} of the bare server's "
-          "CPU per request")
-    out.write_text(json.dumps({"paired": paired_result, "access_line": line,
+    for name in ("access_log", "metrics"):
+        share = own[f"{name}_us_per_request"] / 1000 / med_cpu["bare"]
+        own[f"{name}_share_of_bare_request_cpu"] = round(share, 4)
+        print(f"{name}: {share:.1%} of the bare server's CPU per request")
+    out.write_text(json.dumps({"paired": paired_result, "own_cost": own,
                                "concurrency": 8,
                                "seconds": args.seconds, "rounds": rates,
                                "cpu_ms_per_request": cpu_ms, "median": med,

@@ -40,7 +40,7 @@ from .http import (
     serve_forever,
     stop_with_parent,
 )
-from .observability import Metrics, prepare_multiprocess
+from .observability import Metrics, prepare_multiprocess, wait_logs_written
 from .rest import RestApi
 from .security import (
     AccessPolicy,
@@ -267,6 +267,7 @@ def worker_app() -> HttpFront:
         app.stop_side_servers(settings.shutdown_grace_s)
         app.drain(max(0.0, deadline - time.monotonic()))
         log.info("worker %d stopped", os.getpid())
+        wait_logs_written()  # a worker process exits without logging.shutdown()
 
     return http_front(app, on_shutdown=shutdown)
 

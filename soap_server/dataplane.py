@@ -18,8 +18,7 @@ from model_store.errors import InvalidInputError, ModelStoreError
 from model_store.serving import ModelRegistry, ModelState
 from model_store.store import BatchingConfig, ModelSignature
 
-from .observability import client_deadline, request_peer
-from .observability.logs import access_line
+from .observability import access_line, client_deadline, request_peer
 from .outcomes import outcome_of
 from .security import ANONYMOUS, OPEN_POLICY, AccessPolicy, Caller
 

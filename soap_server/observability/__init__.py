@@ -6,11 +6,17 @@ deadline of the request being served).
 """
 
 from .context import client_deadline, parse_timeout_ms, request_peer, request_scope
-from .logs import ACCESS_LOGGER, JsonFormatter, configure_logging
+from .logs import (
+    ACCESS_LOGGER,
+    JsonFormatter,
+    access_line,
+    configure_logging,
+    wait_logs_written,
+)
 from .metrics import Metrics, mark_process_dead, prepare_multiprocess
 
 __all__ = [
-    "ACCESS_LOGGER", "JsonFormatter", "Metrics", "client_deadline", "configure_logging",
-    "mark_process_dead", "parse_timeout_ms", "prepare_multiprocess", "request_peer",
-    "request_scope",
+    "ACCESS_LOGGER", "JsonFormatter", "Metrics", "access_line", "client_deadline",
+    "configure_logging", "mark_process_dead", "parse_timeout_ms", "prepare_multiprocess",
+    "request_peer", "request_scope", "wait_logs_written",
 ]

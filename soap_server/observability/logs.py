@@ -234,6 +234,15 @@ class LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
 
+def wait_logs_written(timeout: float = 5.0) -> None:
+    """Wait (up to ``timeout``) until the access lines gathered so far are written: a worker
+    process calls it as it stops, since a forked process exits without ``logging.shutdown()``
+    and would otherwise lose the lines of its last 50 ms."""
+    for handler in logging.root.handlers:
+        if isinstance(handler, LogHandler):
+            handler.wait_written(timeout)
+
+
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> LogHandler:
     """Send every log record to ``stream`` (standard error) at ``settings.log_level`` in
     ``settings.log_format``; returns the handler (tests remove it)."""

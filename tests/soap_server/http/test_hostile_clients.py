@@ -5,6 +5,7 @@ served during and after, and that memory stays bounded. Counts and times are kep
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import statistics
@@ -55,9 +56,11 @@ class Served:
         raise AssertionError("server not ready: " + self.log_text())
 
     def wait_workers(self, count: int, timeout: float = 120.0) -> None:
-        """Wait until ``count`` workers have loaded their models and serve."""
+        """Wait until ``count`` workers have loaded their models and serve (granian logs
+        "Started worker-N" and then, once it serves, "Started worker-N runtime-M": count those;
+        counting both lines let a test kill worker 1 before worker 2 listened)."""
         deadline = time.monotonic() + timeout
-        while self.log_text().count("[INFO] Started worker-") < count:
+        while len(re.findall(r"\[INFO\] Started worker-\d+ runtime-", self.log_text())) < count:
             assert time.monotonic() < deadline, self.log_text()
             time.sleep(0.2)
 
