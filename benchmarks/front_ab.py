@@ -114,6 +114,9 @@ def main() -> int:
     for spec in args.tree:
         name, _, rest = spec.partition("=")
         path, _, extra = rest.partition(":")
+        if not name or not path or any(t[0] == name for t in trees):
+            ap.error(f"--tree {spec!r}: give NAME=PATH with a NAME of its own (not 'now', "
+                     "not one given before): a repeated name would leave its server running")
         trees.append((name, path, extra.split()))
     reference = "before" if any(t[0] == "before" for t in trees) else trees[-1][0]
     x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)

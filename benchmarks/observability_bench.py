@@ -14,11 +14,12 @@ as a server's standard error would. **Served**:
 
 the server runs in its own process (``tfsoap serve`` on the bundled digits model, 64 inputs,
 batch 1 with ``tensor_content``: the smallest request, where a per-request cost shows most);
-this process runs 8 closed-loop keep-alive clients on 127.0.0.1. The four servers start once and
-the configurations take turns, round after round (the order alternates), so a busy moment of the
-machine falls on all of them; the medians of requests/s and of server CPU per request (summed
-over the server's process tree) are compared. CPU per request is the steadier figure on a shared
-machine.
+this process runs 8 closed-loop keep-alive clients on 127.0.0.1. The five servers start once
+and the configurations take turns, round after round (the order alternates), so a busy moment
+of the machine falls on all of them; the medians of requests/s and of server CPU per request
+(summed over the server's process tree) are compared. A second bare server (``bare_again``)
+shows how far two identical servers' ratio strays from 1 on this machine: the noise the other
+ratios sit in.
 
     PYTHONPATH=. python benchmarks/observability_bench.py [--seconds 5] [--rounds 3]
 """
@@ -49,6 +50,8 @@ CONFIGS = {
     "metrics": ["--metrics", "--no-access-log"],
     "access_log": ["--no-metrics", "--access-log"],
     "both": ["--metrics", "--access-log"],
+    # the bare server again (an A/A pair): how far its ratio strays from 1 is the noise floor
+    "bare_again": ["--no-metrics", "--no-access-log"],
 }
 
 
