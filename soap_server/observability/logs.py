@@ -72,7 +72,8 @@ def access_line(request_id: str, op: str, model: str, version: object, seconds: 
     if not _access.isEnabledFor(logging.INFO):
         return
     sink = _sink
-    if sink is not None and logging.root.handlers == [sink] and not _access.handlers:
+    if sink is not None and logging.root.handlers == [sink] and not _access.handlers \
+            and not _access.filters and _access.propagate:
         sink.add_access((time.time(), request_id, op, model, version, seconds, outcome,
                          peer, user))
         return
@@ -120,10 +121,11 @@ class JsonFormatter(logging.Formatter):
 class LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The server's one log handler: every record as a line on ``stream``, the access log's
     written in batches by a thread of its own, as nginx buffers its access log. A request only
-    appends its record to a list: it neither formats it, nor takes the handler's lock, nor
-    wakes a thread. The writer looks every ``interval_s`` (50 ms) and writes what has gathered
-    in one call. (A queue that woke the writer for every record cost a request more than the
-    line itself: each wake-up is a GIL hand-off between the request thread and the writer.)
+    appends its fields (``access_line``) or its record to a deque: it neither formats it, nor
+    takes the handler's lock, nor wakes a thread. The writer looks every ``interval_s`` (50 ms)
+    and writes what has gathered in one call. (A queue that woke the writer for every record
+    cost a request more than the line itself: each wake-up is a GIL hand-off between the
+    request thread and the writer.)
     ``wait_written()`` (and ``close()``, at exit) wakes it and waits for those gathered. At most
     ``max_queued`` records wait: past that, access lines are dropped and counted (a WARNING says
     how many, at most once a minute), so a blocked standard error cannot grow the memory."""

@@ -231,3 +231,21 @@ def test_access_lines_handed_over_as_fields_read_as_records_do(fmt: str) -> None
             "outcome=Client.InvalidInput peer=127.0.0.1 user=alice")
     else:
         assert without_time(fast_lines[0])["model"] == "dig\nits=\"x\""  # type: ignore[index]
+
+
+def test_a_filter_on_the_access_logger_holds_for_handed_over_lines() -> None:
+    stream = io.StringIO()
+    handler = configure_logging(Settings(), stream)
+    access = logging.getLogger(ACCESS_LOGGER)
+    only_errors = logging.Filter()
+    only_errors.filter = lambda record: "outcome=ok" not in record.getMessage()  # type: ignore
+    access.addFilter(only_errors)
+    try:
+        access_line("rid-a", "Predict", "m", 1, 0.001, "ok", "127.0.0.1", "-")
+        access_line("rid-b", "Predict", "m", 1, 0.001, "Client.InvalidInput", "127.0.0.1", "-")
+        handler.wait_written()
+    finally:
+        access.removeFilter(only_errors)
+        logging.getLogger().removeHandler(handler)
+    text = stream.getvalue()
+    assert "rid-b" in text and "rid-a" not in text
