@@ -22,6 +22,7 @@ shows how far two identical servers' ratio strays from 1 on this machine: the no
 ratios sit in.
 
     PYTHONPATH=. python benchmarks/observability_bench.py [--seconds 5] [--rounds 3]
+        [--before-tree /tmp/tfsoap-7ced2c8]   # git worktree add /tmp/tfsoap-7ced2c8 7ced2c8
 """
 
 from __future__ import annotations
@@ -55,11 +56,14 @@ CONFIGS = {
 }
 
 
-def serve(port: int, flags: list[str]) -> subprocess.Popen[bytes]:
+def serve(port: int, flags: list[str], tree: str | None = None) -> subprocess.Popen[bytes]:
+    """``tfsoap serve`` from this tree, or from the source tree ``tree`` (``--before-tree``)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if tree:
+        env["PYTHONPATH"] = tree
     proc = subprocess.Popen([sys.executable, "-m", "soap_server.cli", "serve", "--port",
                              str(port), "--poll-interval-s", "0", *flags], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tree)
     for _ in range(600):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
@@ -246,6 +250,10 @@ def main() -> int:
     ap.add_argument("--paired-rounds", type=int, default=40)
     ap.add_argument("--block", type=int, default=200)
     ap.add_argument("--no-served", action="store_true", help="only the paired measurement")
+    ap.add_argument("--before-tree", metavar="PATH",
+                    help="also serve the access log from this source tree (a git worktree of "
+                         "an earlier commit, e.g. 7ced2c8, the queue-woken writer), as "
+                         "'access_log_before' beside the others")
     args = ap.parse_args()
     body = predict_body("digits", "images", sample_input((1, 64)), "tensor_content")
     own = own_costs()
@@ -255,13 +263,16 @@ def main() -> int:
         out.write_text(json.dumps({"paired": paired_result, "own_cost": own}, indent=2)
                        + "\n")
         return 0
-    rates: dict[str, list[float]] = {k: [] for k in CONFIGS}
-    cpu_ms: dict[str, list[float]] = {k: [] for k in CONFIGS}
-    procs = {name: (serve(args.port + i, flags), args.port + i)
-             for i, (name, flags) in enumerate(CONFIGS.items())}
+    configs: dict[str, tuple[list[str], str | None]] = {k: (v, None) for k, v in CONFIGS.items()}
+    if args.before_tree:
+        configs["access_log_before"] = (CONFIGS["access_log"], args.before_tree)
+    rates: dict[str, list[float]] = {k: [] for k in configs}
+    cpu_ms: dict[str, list[float]] = {k: [] for k in configs}
+    procs = {name: (serve(args.port + i, flags, tree), args.port + i)
+             for i, (name, (flags, tree)) in enumerate(configs.items())}
     try:
         for r in range(args.rounds):
-            order = list(CONFIGS) if r % 2 == 0 else list(reversed(CONFIGS))
+            order = list(configs) if r % 2 == 0 else list(reversed(configs))
             for name in order:
                 proc, port = procs[name]
                 before = tree_cpu_s(proc.pid)
@@ -282,11 +293,17 @@ def main() -> int:
     paired_cpu = {k: statistics.median(c / b for c, b in zip(v, cpu_ms["bare"]))
                   for k, v in cpu_ms.items()}
     print("\nserved, c=8: medians, and the median of each round's ratio to bare")
-    print("config       req/s  ratio (paired)   CPU ms/request  ratio (paired)")
-    for k in CONFIGS:
-        print(f"{k:12s} {med[k]:6.0f}  {med[k] / med['bare']:.3f} ({paired_rate[k]:.3f})"
+    print("config             req/s  ratio (paired)   CPU ms/request  ratio (paired)")
+    for k in configs:
+        print(f"{k:18s} {med[k]:6.0f}  {med[k] / med['bare']:.3f} ({paired_rate[k]:.3f})"
               f"    {med_cpu[k]:.3f}          {med_cpu[k] / med_cpu['bare']:.3f} "
               f"({paired_cpu[k]:.3f})")
+    now_vs_before = None
+    if args.before_tree:
+        now_vs_before = statistics.median(
+            a / b for a, b in zip(rates["access_log"], rates["access_log_before"]))
+        print(f"access log, this tree / {args.before_tree}: {now_vs_before:.3f} of its req/s "
+              "(median of each round's ratio)")
     for name in ("access_log", "metrics"):
         share = own[f"{name}_us_per_request"] / 1000 / med_cpu["bare"]
         own[f"{name}_share_of_bare_request_cpu"] = round(share, 4)
@@ -300,6 +317,8 @@ def main() -> int:
                                "cpu_ratio_to_bare": {k: v / med_cpu["bare"]
                                                      for k, v in med_cpu.items()},
                                "paired_rate_ratio": paired_rate,
+                               "before_tree": args.before_tree,
+                               "access_log_now_vs_before_tree": now_vs_before,
                                "paired_cpu_ratio": paired_cpu},
                               indent=2) + "\n")
     return 0
