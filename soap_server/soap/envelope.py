@@ -29,7 +29,7 @@ import ctypes
 import ctypes.util
 import gc
 import re
-from typing import Any
+from typing import Any, Iterator
 
 from lxml import etree
 
@@ -54,7 +54,9 @@ _WSA_ENTRIES = ("Action", "MessageID", "To", "ReplyTo", "From", "FaultTo", "Rela
 UNDERSTOOD_HEADERS = frozenset("{%s}%s" % (ns, e) for ns in _WSA for e in _WSA_ENTRIES) | {SECURITY}
 
 _ATTRIBUTE = re.compile(rb'=[ \t\r\n]*["\']')
-_NAME_BEFORE = re.compile(rb'([^\s<>"\'=/]{1,200})[ \t\r\n]*\Z')
+#: the attribute's name, read backwards from its ``=`` (a reversed window, so that the match
+#: is anchored: searching forwards for a name that ends at ``=`` tried every start in the window)
+_NAME_REVERSED = re.compile(rb'[ \t\r\n]*([^\s<>"\'=/]{1,200})')
 _DECLARATION = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
 _XML_DECL_ENCODING = re.compile(rb'^(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*["\']([^"\']*)')
 
@@ -66,11 +68,12 @@ def prescan(body: bytes) -> None:
     names, numbers and base64), which only makes the bound stricter."""
     names: set[bytes] = set()
     count = 0
-    for match in _ATTRIBUTE.finditer(body):
-        start = match.start()
-        name = _NAME_BEFORE.search(body, max(0, start - 256), start)
+    for start in _equals_signs(body):
+        if _ATTRIBUTE.match(body, start) is None:
+            continue
+        name = _NAME_REVERSED.match(body[max(0, start - 256):start][::-1])
         count += 1
-        names.add(name.group(1) if name else b"")
+        names.add(name.group(1)[::-1] if name else b"")
         if count > MAX_ATTRIBUTES or len(names) > MAX_ATTRIBUTE_NAMES:
             raise MalformedRequestError(
                 f"the request carries more than {MAX_ATTRIBUTES} XML attributes or "
@@ -78,6 +81,20 @@ def prescan(body: bytes) -> None:
                 "but namespace declarations")
     if b"!" in body and _DECLARATION.search(body):  # memchr first: "<!" is rare
         raise MalformedRequestError("DOCTYPE and entity declarations are not allowed in requests")
+
+
+def _equals_signs(body: bytes) -> Iterator[int]:
+    """Where ``body`` has an ``=``. A request of this contract has a few (namespace
+    declarations, base64 padding): found by ``bytes.find`` (memchr), which is ten times faster
+    than the regular expression scanning every byte; a body with more than ``MAX_ATTRIBUTES``
+    of them is scanned by the expression, in C, rather than by a Python loop per sign."""
+    if body.count(b"=") > MAX_ATTRIBUTES:
+        yield from (m.start() for m in _ATTRIBUTE.finditer(body))
+        return
+    at = body.find(b"=")
+    while at >= 0:
+        yield at
+        at = body.find(b"=", at + 1)
 
 
 def is_utf8(body: bytes) -> bool:
