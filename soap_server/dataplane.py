@@ -6,16 +6,17 @@ Each call logs one line with the operation, model, version, duration, outcome an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence, Union
+from typing import Any, Awaitable, Callable, Iterator, Sequence, Union
 
 import numpy as np
 
-from model_store.errors import InvalidInputError, ModelStoreError
-from model_store.serving import ModelRegistry, ModelState
+from model_store.errors import InvalidInputError, ModelStoreError, UnavailableError
+from model_store.serving import ModelRegistry, ModelState, ServedModel
 from model_store.store import BatchingConfig, ModelSignature
 
 from .observability import access_line, client_deadline, request_peer
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 #: called as each request ends: (operation, model, version, outcome, seconds)
 RequestRecorder = Callable[[str, str, "int | None", str, float], None]
 #: Inputs by alias, or a function giving them from the served version's signature.
+#: Calls a function in a thread that may block; awaits its result (the HTTP front's pool).
+RunBlocking = Callable[[Callable[[], Any]], Awaitable[Any]]
 Inputs = Union[Sequence[tuple[str, np.ndarray]],
                Callable[[ModelSignature], Sequence[tuple[str, np.ndarray]]]]
 
@@ -157,14 +160,8 @@ class DataPlane:
         values take their dtype from it (TF Serving's JSON numbers)."""
         version = version or None
         with self._logged("Predict", request_id, model_name, version, caller) as info:
-            self.access.check_model(caller, model_name)
-            if version_label:  # a label names a version; then the same lease as a number
-                version = info["version"] = self._resolve(model_name, version, version_label)
+            version, deadline = self._admit(model_name, version, version_label, caller, info)
             feeds = None if callable(inputs) else _feeds(inputs)
-            deadline = time.monotonic() + self.request_timeout_s
-            asked = client_deadline.get()
-            if asked is not None and asked < deadline:
-                deadline = asked
             # the lease keeps the version open until its answer is back, even if a reload
             # retires it meanwhile
             with self.registry.lease(model_name, version) as served:
@@ -174,6 +171,38 @@ class DataPlane:
                 assert feeds is not None
                 outputs = served.predict(feeds, output_filter, deadline)
             return PredictResult(served.name, served.version, list(outputs.items()))
+
+    async def predict_async(self, model_name: str, version: int | None,
+                            inputs: Sequence[tuple[str, np.ndarray]],
+                            output_filter: Sequence[str] | None, request_id: str = "-",
+                            caller: Caller = ANONYMOUS, version_label: str | None = None, *,
+                            run_blocking: RunBlocking) -> PredictResult:
+        """``predict`` on an event loop, with the same checks, outcomes and log line. A
+        batched model's request waits for its batch without holding a thread; any other
+        (batching off, or a request no other could join) runs in ``run_blocking``, which
+        calls a function in a thread that may block and awaits its result."""
+        version = version or None
+        with self._logged("Predict", request_id, model_name, version, caller) as info:
+            version, deadline = self._admit(model_name, version, version_label, caller, info)
+            feeds = _feeds(inputs)
+            with self.registry.lease(model_name, version) as served:
+                info["version"] = served.version
+                outputs = await _batched(served, feeds, output_filter, deadline, run_blocking)
+            return PredictResult(served.name, served.version, list(outputs.items()))
+
+    def _admit(self, model_name: str, version: int | None, version_label: str | None,
+               caller: Caller, info: dict[str, object]) -> tuple[int | None, float]:
+        """Check that ``caller`` may call the model; the version asked for (a label
+        resolved) and the request's deadline (``request_timeout_s``, or the client's own
+        if sooner)."""
+        self.access.check_model(caller, model_name)
+        if version_label:  # a label names a version; then the same lease as a number
+            version = info["version"] = self._resolve(model_name, version, version_label)
+        deadline = time.monotonic() + self.request_timeout_s
+        asked = client_deadline.get()
+        if asked is not None and asked < deadline:
+            deadline = asked
+        return version, deadline
 
     def metadata(self, model_name: str, version: int | None,
                  request_id: str = "-", caller: Caller = ANONYMOUS,
@@ -259,3 +288,33 @@ class DataPlane:
                                             e.weights_bytes))
             return ServerStatus(self.server_version, time.monotonic() - self.started,
                                 self.registry.ready, models)
+
+
+async def _batched(served: ServedModel, feeds: dict[str, np.ndarray],
+                   output_filter: Sequence[str] | None, deadline: float,
+                   run_blocking: RunBlocking) -> dict[str, np.ndarray]:
+    """``served.predict`` from an event loop: queued for a batch, with the batcher's worker
+    waking this loop when the outputs are ready; withdrawn if the deadline passes first."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def notify() -> None:  # in the batcher's worker thread
+        loop.call_soon_threadsafe(_wake, waiter)
+
+    ticket = served.predict_nowait(feeds, output_filter, notify)
+    if ticket is None:
+        return await run_blocking(lambda: served.predict(feeds, output_filter, deadline))
+    if not waiter.done():
+        done, _ = await asyncio.wait((waiter,), timeout=max(0.0, deadline - time.monotonic()))
+        if not done:
+            assert served.batcher is not None
+            if served.batcher.withdraw(ticket):
+                raise UnavailableError(f"model {served.name} is overloaded: the request was "
+                                       "not batched within its deadline; retry later")
+            await waiter  # it runs already: its outputs come
+    return ticket.outcome()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -7,6 +7,7 @@ served), ``fingerprint`` (content hashes), ``observer`` (hooks for metrics). Ten
 imported when a model loads.
 """
 
+from .batching import BatchTicket
 from .loader import WeightsOptions
 from .observer import RegistryObserver, VersionObserver
 from .policy import VersionPolicy
@@ -21,7 +22,7 @@ from .registry import (
 from .session_pool import AdmissionGate, PoolLimits
 
 __all__ = [
-    "AdmissionGate", "ModelRegistry", "ModelState", "PoolLimits", "RegistryObserver",
+    "AdmissionGate", "BatchTicket", "ModelRegistry", "ModelState", "PoolLimits", "RegistryObserver",
     "RegistrySettings", "ServedModel", "VersionEntry", "VersionObserver", "VersionPolicy",
     "WeightsOptions", "import_tensorflow",
 ]

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
-class _Pending:
+class BatchTicket:
+    """One request waiting for, or in, a batch."""
+
     feeds: Mapping[str, np.ndarray]
     specs: tuple[TensorSpec, ...]
     rows: int
@@ -45,9 +47,18 @@ class _Pending:
     result: dict[str, np.ndarray] | None = None
     error: BaseException | None = None
     taken: bool = False
+    #: called in the worker's thread once ``result`` or ``error`` is set (``submit_nowait``)
+    notify: Callable[[], None] | None = None
+
+    def outcome(self) -> dict[str, np.ndarray]:
+        """The request's outputs by alias, or the error of its batch raised."""
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
 
 
-class _Queue(deque[_Pending]):
+class _Queue(deque[BatchTicket]):
     """The requests waiting with one input signature, and how many rows they hold."""
 
     rows = 0
@@ -107,17 +118,72 @@ class DynamicBatcher:
     def submit(self, feeds: Mapping[str, np.ndarray], specs: Sequence[TensorSpec],
                deadline: float | None = None) -> dict[str, np.ndarray]:
         """Run ``feeds`` as part of a batch; block until its own outputs are ready."""
-        inputs = self.model.signature.inputs
-        rows = int(feeds[inputs[0].alias].shape[0])
         specs = tuple(specs)
+        rows = self._rows(feeds)
         if rows >= self.config.max_batch_size or rows == 0:  # nothing could join it
             return self.gate.call(lambda: self.model.run(feeds, specs), deadline)
-        key = (tuple(t.alias for t in specs),) + tuple(
-            (feeds[t.alias].shape[1:], feeds[t.alias].dtype.str) for t in inputs)
-        now = time.monotonic()
-        item = _Pending(feeds, specs, rows, key, now)
+        item = self._item(feeds, specs, rows)
         if deadline is None:
-            deadline = now + self.gate.limits.queue_timeout_s
+            deadline = item.arrived + self.gate.limits.queue_timeout_s
+        # An idle model with nothing queued runs the request at once, on this thread:
+        # handing it to a worker would only add two thread switches.
+        if self._enqueue(item, direct=True):
+            self._run_batch([item])
+        if not item.done.wait(max(0.0, deadline - time.monotonic())):
+            if self.withdraw(item):
+                raise self._late()
+            item.done.wait()
+        return item.outcome()
+
+    def submit_nowait(self, feeds: Mapping[str, np.ndarray], specs: Sequence[TensorSpec],
+                      notify: Callable[[], None]) -> BatchTicket | None:
+        """Queue ``feeds`` for a batch and return at once, for a caller that must not block
+        (an event loop). ``notify`` is called, in a worker's thread, once the ticket's
+        ``outcome()`` is ready; the request never runs in the caller's thread. A caller whose
+        deadline passes first calls ``withdraw(ticket)``. None for a request that no other
+        could join (``max_batch_size`` rows or more, or none): run it with ``submit``, in a
+        thread that may block."""
+        specs = tuple(specs)
+        rows = self._rows(feeds)
+        if rows >= self.config.max_batch_size or rows == 0:
+            return None
+        item = self._item(feeds, specs, rows)
+        item.notify = notify
+        self._enqueue(item, direct=False)
+        return item
+
+    def withdraw(self, item: BatchTicket) -> bool:
+        """Take ``item`` out of its queue if no batch has taken it yet (its deadline passed):
+        True when withdrawn, False when it runs or ran (its outcome comes)."""
+        with self._cond:
+            if item.taken:
+                return False
+            queue = self._queues[item.key]
+            queue.remove(item)
+            queue.rows -= item.rows
+            self._waiting -= 1
+            self.gate.observer.queued(-1)
+            if not queue and not self._gathering:
+                del self._queues[item.key]
+            return True
+
+    def _late(self) -> UnavailableError:
+        return UnavailableError(f"model {self.model.name} is overloaded: the request was not "
+                                "batched within its deadline; retry later")
+
+    def _rows(self, feeds: Mapping[str, np.ndarray]) -> int:
+        return int(feeds[self.model.signature.inputs[0].alias].shape[0])
+
+    def _item(self, feeds: Mapping[str, np.ndarray], specs: tuple[TensorSpec, ...],
+              rows: int) -> BatchTicket:
+        key = (tuple(t.alias for t in specs),) + tuple(
+            (feeds[t.alias].shape[1:], feeds[t.alias].dtype.str)
+            for t in self.model.signature.inputs)
+        return BatchTicket(feeds, specs, rows, key, time.monotonic())
+
+    def _enqueue(self, item: BatchTicket, direct: bool) -> bool:
+        """Queue ``item`` (waking the worker that gathers); or, with ``direct`` and an idle
+        model, count it as running and return True: the caller runs it."""
         with self._cond:
             if self._closed:
                 raise UnavailableError(f"model {self.model.name} is being unloaded")
@@ -126,49 +192,27 @@ class DynamicBatcher:
                 raise UnavailableError(
                     f"model {self.model.name} v{self.model.version} batch queue is full "
                     f"({self._waiting} waiting); retry later")
-            # An idle model with nothing queued runs the request at once, on this thread:
-            # handing it to a worker would only add two thread switches.
-            direct = not (self._running or self._waiting or self._gathering)
-            if direct:
+            if direct and not (self._running or self._waiting or self._gathering):
                 item.taken = True
                 self._running += 1
-            else:
-                queue = self._queues.get(key)
-                if queue is None:
-                    queue = self._queues[key] = _Queue()
-                queue.append(item)
-                queue.rows += rows
-                self._waiting += 1
-                self.gate.observer.queued(1)
-                if not self._gathering:
-                    self._cond.notify()
-                elif key == self._gather_key and \
-                        self._gather_rows + queue.rows >= self.config.max_batch_size:
-                    # only now can the batch being gathered close before the model falls
-                    # idle: waking the gatherer for every request costs two thread switches
-                    self._more.notify()
-        if direct:
-            self._run_batch([item])
-        if not item.done.wait(max(0.0, deadline - time.monotonic())):
-            with self._cond:
-                if not item.taken:
-                    queue = self._queues[key]
-                    queue.remove(item)
-                    queue.rows -= item.rows
-                    self._waiting -= 1
-                    self.gate.observer.queued(-1)
-                    if not queue and not self._gathering:
-                        del self._queues[key]
-                    raise UnavailableError(
-                        f"model {self.model.name} is overloaded: the request was not batched "
-                        "within its deadline; retry later")
-            item.done.wait()
-        if item.error is not None:
-            raise item.error
-        assert item.result is not None
-        return item.result
+                return True
+            queue = self._queues.get(item.key)
+            if queue is None:
+                queue = self._queues[item.key] = _Queue()
+            queue.append(item)
+            queue.rows += item.rows
+            self._waiting += 1
+            self.gate.observer.queued(1)
+            if not self._gathering:
+                self._cond.notify()
+            elif item.key == self._gather_key and \
+                    self._gather_rows + queue.rows >= self.config.max_batch_size:
+                # only now can the batch being gathered close before the model falls
+                # idle: waking the gatherer for every request costs two thread switches
+                self._more.notify()
+        return False
 
-    def _gather(self, queue: _Queue, batch: list[_Pending], rows: int) -> int:
+    def _gather(self, queue: _Queue, batch: list[BatchTicket], rows: int) -> int:
         """Move requests from the front of ``queue`` into ``batch`` while they fit."""
         limit = self.config.max_batch_size
         while queue and rows + queue[0].rows <= limit:
@@ -183,7 +227,7 @@ class DynamicBatcher:
         self._gathered = len(batch)
         return rows
 
-    def _take_batch(self) -> list[_Pending] | None:
+    def _take_batch(self) -> list[BatchTicket] | None:
         """Wait for requests, then gather one batch (see the module docstring for when it
         closes). Called with ``self._cond`` not held."""
         timeout_s = self.config.batch_timeout_ms / 1000.0
@@ -198,7 +242,7 @@ class DynamicBatcher:
                                  key=lambda kq: kq[1][0].arrived)
                 closes_at = queue[0].arrived + timeout_s
                 self._gather_key = key
-                batch: list[_Pending] = []
+                batch: list[BatchTicket] = []
                 rows = self._gather(queue, batch, 0)
                 # Wait for more only while the model is busy anyway and the batch could grow:
                 # a request left at the head of the queue does not fit, and FIFO order holds.
@@ -226,7 +270,7 @@ class DynamicBatcher:
                 return
             self._run_batch(batch)
 
-    def _run_batch(self, batch: list[_Pending]) -> None:
+    def _run_batch(self, batch: list[BatchTicket]) -> None:
         """Run a gathered batch (counted in ``_running``), then let the next one go."""
         try:
             self._run(batch)
@@ -237,7 +281,7 @@ class DynamicBatcher:
                 if self._waiting and not self._gathering:
                     self._cond.notify()
 
-    def _run(self, batch: list[_Pending]) -> None:
+    def _run(self, batch: list[BatchTicket]) -> None:
         try:
             if len(batch) == 1:
                 merged = batch[0].feeds
@@ -263,6 +307,11 @@ class DynamicBatcher:
         finally:
             for item in batch:
                 item.done.set()
+                if item.notify is not None:
+                    try:
+                        item.notify()
+                    except Exception:  # the waiter is gone (its event loop closed)
+                        log.debug("a batched request's waiter could not be told", exc_info=True)
 
     def close(self) -> None:
         with self._cond:

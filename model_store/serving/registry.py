@@ -25,7 +25,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from ..store import (
     validate_name,
     validate_version,
 )
-from .batching import DynamicBatcher
+from .batching import BatchTicket, DynamicBatcher
 from .fingerprint import Fingerprint, content_hash, hash_files, stat_fingerprint
 from .loader import LoadedModel, WeightsOptions
 from .observer import NULL_OBSERVER, NULL_VERSION_OBSERVER, RegistryObserver, VersionObserver
@@ -123,6 +123,19 @@ class ServedModel:
         if self.batcher is not None:
             return self.batcher.submit(feeds, specs, deadline)
         return self.gate.call(lambda: self.loaded.run(feeds, specs), deadline)
+
+    def predict_nowait(self, feeds: Mapping[str, np.ndarray],
+                       output_filter: Sequence[str] | None,
+                       notify: Callable[[], None]) -> BatchTicket | None:
+        """``predict`` for a caller that must not block (an event loop): check ``feeds`` and
+        queue them for a batch (``DynamicBatcher.submit_nowait``). None when the request cannot
+        be queued so (no batching, or a request no other could join): call ``predict`` from a
+        thread that may block."""
+        if self.batcher is None:
+            return None
+        specs = self.signature.output_specs(list(output_filter) if output_filter else None)
+        self.signature.check_inputs(feeds)
+        return self.batcher.submit_nowait(feeds, specs, notify)
 
     @property
     def in_use(self) -> int:

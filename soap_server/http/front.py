@@ -148,13 +148,40 @@ class HttpFront:
             self._refuse(proto, environ, rid, refused)
             return
         self.pending += 1
-        with self._lock:
-            self._running += 1
         try:
+            if method == "POST" and await self._on_loop(proto, environ, body, rid):
+                return
+            with self._lock:
+                self._running += 1
             await asyncio.get_running_loop().run_in_executor(
                 self.pool, self._run_and_answer, proto, environ, body, time.monotonic())
         finally:
             self.pending -= 1
+
+    async def _on_loop(self, proto: Any, environ: dict[str, Any], body: bytes,
+                       rid: str) -> bool:
+        """Answer a small ``Predict`` on the loop (``TfsoapWsgi.predict_on_loop``): True
+        when answered, False when it must run in a pool thread."""
+        try:
+            answer = await self.wsgi.predict_on_loop(environ, body, rid, self._run_blocking)
+        except Exception:  # TfsoapWsgi answers its own errors; this is a last resort
+            log.exception("request_id=%s the request failed outside the application", rid)
+            answer = 500, [("content-type", _XML), ("x-request-id", rid)], \
+                fault_envelope(INTERNAL, "internal server error", rid)
+        if answer is None:
+            return False
+        proto.response_bytes(*answer)
+        return True
+
+    async def _run_blocking(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` in a pool thread (a model run that blocks) and await its result."""
+        with self._lock:
+            self._running += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+        finally:
+            with self._lock:
+                self._running -= 1
 
     def _refuse(self, proto: Any, environ: dict[str, Any], rid: str, refused: _Refused) -> None:
         log.info("request_id=%s op=- outcome=%s reason=%s", rid, refused.code, refused.message)

@@ -27,6 +27,7 @@ import re
 import threading
 from typing import Any, Callable, Iterable
 
+from ..dataplane import RunBlocking
 from ..observability import parse_timeout_ms, request_scope
 from ..outcomes import AUTHENTICATION_FAILED, NOT_AUTHORIZED, AuthenticationFailedError
 from ..security import ANONYMOUS, CALLER_KEY, OPEN_POLICY, AccessPolicy, Caller, Guard
@@ -221,6 +222,34 @@ class TfsoapWsgi:
                     ("X-Request-ID", rid)]
         start_response(captured.get("status", "500 Internal Server Error"), headers)
         return [chunks]
+
+    async def predict_on_loop(self, environ: dict[str, Any], body: bytes, rid: str,
+                              run_blocking: RunBlocking
+                              ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """A small ``Predict`` answered on the HTTP front's event loop, as ``__call__``
+        would answer it: decoded and encoded here, waiting for its batch without a thread
+        (``DataPlane.predict_async``). None for anything else, which ``__call__`` answers in
+        a thread: another operation or path, a body of ``LARGE_BODY`` or more (parsed under
+        ``large_body_slots``), or a server with callers to authenticate (a password check
+        takes milliseconds by design, too long for the loop)."""
+        fast = self.fast_predict
+        if (fast is None or len(body) >= LARGE_BODY or self.guard is not None
+                or self.certificate_caller is not None or not fast.enabled()):
+            return None
+        path = environ["PATH_INFO"]
+        if path == "/admin/reload" or self.is_rest("POST", path):
+            return None
+        with request_scope(environ.get("REMOTE_ADDR", ""),
+                           parse_timeout_ms(environ.get("HTTP_X_REQUEST_TIMEOUT_MS", ""))):
+            call = fast.decode(body, environ.get("CONTENT_TYPE"), rid)
+            if call is None:
+                return None
+            if isinstance(call, PredictCall):
+                del body  # from here on the request holds only its decoded arrays
+                ok, payload = await fast.respond_async(call, rid, ANONYMOUS, run_blocking)
+            else:
+                ok, payload = False, call
+        return (200 if ok else 500), [("content-type", _XML), ("x-request-id", rid)], payload
 
     def _admin_reload(self, environ: dict[str, Any], start_response: StartResponse,
                       rid: str) -> Iterable[bytes]:

@@ -35,7 +35,7 @@ from lxml import etree
 from spyne.model.fault import Fault
 from spyne.protocol.soap import Soap11
 
-from ..dataplane import DataPlane, PredictResult
+from ..dataplane import DataPlane, PredictResult, RunBlocking
 from ..security import ANONYMOUS, Caller
 from .codec import WireTensor, decode_tensors, encode_tensors
 from .envelope import TRIM_FROM, check_envelope, give_back_memory, is_utf8, prescan
@@ -383,11 +383,34 @@ class PredictFastPath:
                                             [(t.name, t.value) for t in call.inputs],
                                             call.output_filter, rid, caller,
                                             version_label=call.version_label)
+        except Exception as exc:  # translated once, as PredictService.call_wrapper does
+            return False, _fault_bytes(exc, rid)
+        return self._answer(call, result, rid)
+
+    async def respond_async(self, call: PredictCall, rid: str, caller: Caller,
+                            run_blocking: RunBlocking) -> tuple[bool, bytes]:
+        """``respond`` on an event loop (``DataPlane.predict_async``): the same answers."""
+        try:
+            result = await self.dataplane.predict_async(
+                call.model_name, call.version, [(t.name, t.value) for t in call.inputs],
+                call.output_filter, rid, caller, version_label=call.version_label,
+                run_blocking=run_blocking)
+        except Exception as exc:
+            return False, _fault_bytes(exc, rid)
+        return self._answer(call, result, rid)
+
+    @staticmethod
+    def _answer(call: PredictCall, result: PredictResult, rid: str) -> tuple[bool, bytes]:
+        try:
             return True, FastPredictResponse(result, wants_packed(call.inputs,
                                                                   call.encoding)).to_xml()
-        except Exception as exc:  # translated once, as PredictService.call_wrapper does
-            fault = to_fault(exc, rid)
-            return False, fault_envelope(fault.code, fault.message, fault.request_id)
+        except Exception as exc:
+            return False, _fault_bytes(exc, rid)
+
+
+def _fault_bytes(exc: Exception, rid: str) -> bytes:
+    fault = to_fault(exc, rid)
+    return fault_envelope(fault.code, fault.message, fault.request_id)
 
 
 def _plain_xml(content_type: str) -> bool:
