@@ -306,3 +306,107 @@ def test_closing_the_batcher_refuses_new_requests(repo: ModelRepository) -> None
     model.close()
     with pytest.raises(UnavailableError):
         model.predict({"x": np.ones((1, 4), np.float32)})
+
+
+class Told:
+    """A ``notify`` for ``predict_nowait``: records the thread that called it."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+        self.event = threading.Event()
+
+    def __call__(self) -> None:
+        self.threads.append(threading.current_thread().name)
+        self.event.set()
+
+
+def test_requests_queued_without_waiting_are_batched_and_told_in_a_worker(
+        repo: ModelRepository) -> None:
+    model = served(repo, "affine", BatchingConfig(max_batch_size=16, batch_timeout_ms=10_000),
+                   runs=1)
+    held = HeldRun(model)
+    first = np.zeros((1, 4), np.float32)
+    inputs = [np.full((1 + i % 2, 4), i, np.float32) for i in range(4)]
+    try:
+        results0, t0 = in_threads([lambda: model.predict({"x": first})["y"]])
+        assert held.started.wait(10)
+        told = [Told() for _ in inputs]
+        tickets = [model.predict_nowait({"x": x}, None, t) for x, t in zip(inputs, told)]
+        held.wait_queued(len(inputs))
+        assert not any(t.event.is_set() for t in told)
+        held.release()
+        join(t0)
+        for x, ticket, t in zip(inputs, tickets, told):
+            assert ticket is not None and t.event.wait(10)
+            assert len(t.threads) == 1 and t.threads[0].startswith("tfsoap-batch-affine")
+            np.testing.assert_allclose(ticket.outcome()["y"], affine_expected(x, V), rtol=1e-6)
+        assert [len(r["x"]) for r in held.runs] == [1, sum(len(x) for x in inputs)]
+    finally:
+        held.release()
+        model.close()
+
+
+def test_a_request_queued_without_waiting_never_runs_in_the_callers_thread(
+        repo: ModelRepository) -> None:
+    model = served(repo, "affine", BatchingConfig(max_batch_size=16, batch_timeout_ms=5_000))
+    x = np.ones((1, 4), np.float32)
+    runs: list[str] = []
+    inner = model.loaded.run
+
+    def run(feeds: Any, outputs: Any = None) -> dict[str, np.ndarray]:
+        runs.append(threading.current_thread().name)
+        return inner(feeds, outputs)
+
+    model.loaded.run = run  # type: ignore[method-assign]
+    try:
+        told = Told()
+        ticket = model.predict_nowait({"x": x}, None, told)  # the model is idle
+        assert ticket is not None and told.event.wait(10)
+        np.testing.assert_allclose(ticket.outcome()["y"], affine_expected(x, V))
+        assert runs == told.threads and runs[0].startswith("tfsoap-batch-affine")
+    finally:
+        model.close()
+
+
+def test_a_withdrawn_request_leaves_the_queue_and_a_taken_one_cannot_be_withdrawn(
+        repo: ModelRepository) -> None:
+    model = served(repo, "affine", BatchingConfig(max_batch_size=4, batch_timeout_ms=10_000),
+                   runs=1)
+    held = HeldRun(model)
+    x = np.ones((1, 4), np.float32)
+    try:
+        results0, t0 = in_threads([lambda: model.predict({"x": x})["y"]])
+        assert held.started.wait(10)
+        gone, kept = Told(), Told()
+        withdrawn = model.predict_nowait({"x": x}, None, gone)
+        ticket = model.predict_nowait({"x": 2 * x}, None, kept)
+        held.wait_queued(2)
+        batcher = model.batcher
+        assert batcher is not None and withdrawn is not None and ticket is not None
+        assert batcher.withdraw(withdrawn) and batcher.waiting == 1
+        held.release()
+        join(t0)
+        assert kept.event.wait(10)
+        np.testing.assert_allclose(ticket.outcome()["y"], affine_expected(2 * x, V))
+        assert not batcher.withdraw(ticket)  # it ran: its outcome stands
+        assert not gone.event.is_set() and batcher.waiting == 0
+        assert [len(r["x"]) for r in held.runs] == [1, 1]
+    finally:
+        held.release()
+        model.close()
+
+
+def test_requests_no_other_could_join_are_not_queued_without_waiting(
+        repo: ModelRepository) -> None:
+    model = served(repo, "affine", BatchingConfig(max_batch_size=4, batch_timeout_ms=1))
+    plain = served(repo, "affine", None)
+    try:
+        told = Told()
+        assert model.predict_nowait({"x": np.ones((4, 4), np.float32)}, None, told) is None
+        assert plain.predict_nowait({"x": np.ones((1, 4), np.float32)}, None, told) is None
+        assert not told.threads
+    finally:
+        model.close()
+        plain.close()
+    with pytest.raises(UnavailableError):
+        model.predict_nowait({"x": np.ones((1, 4), np.float32)}, None, Told())
