@@ -12,13 +12,18 @@ loop, so that a slow or hostile client holds no thread:
   a body whose ``Content-Length`` is small is collected in one step by granian, its declared
   length counted against the budget before it is read;
 - ``/healthz`` and ``/readyz`` are answered on the loop, never behind a Predict;
-- a complete request goes to a pool of ``threads`` threads (TensorFlow releases the GIL) only
-  while fewer than ``max_pending_requests`` wait for or run in it; past that it is refused at
-  once with ``Server.Unavailable`` (HTTP 500, as SOAP 1.1 faults are, so that Java, .NET and
-  zeep read it as a typed fault), and a request that waited in the pool past
-  ``request_timeout_s`` is refused the same way when its turn comes. The pool thread sends the
-  answer itself (granian's response call is thread-safe), so an answer does not wait for the
-  event loop.
+- a complete request is admitted only while fewer than ``max_pending_requests`` are
+  admitted and unanswered; past that it is refused at once with ``Server.Unavailable`` (HTTP
+  500, as SOAP 1.1 faults are, so that Java, .NET and zeep read it as a typed fault);
+- a small ``Predict`` on a server that authenticates no one is answered on the loop
+  (``TfsoapWsgi.predict_on_loop``): it is decoded and encoded here, and waits for its batch
+  without a thread; a model run that blocks (batching off) goes to the pool. A request on a
+  pool thread crossed four threads (loop, pool, batcher, pool), one on the loop crosses two
+  (loop, batcher): at 32 clients that cut the server's CPU per request by a quarter;
+- any other request goes to a pool of ``threads`` threads (TensorFlow releases the GIL); one
+  that waited in the pool past ``request_timeout_s`` is refused with ``Server.Unavailable``
+  when its turn comes. The pool thread sends the answer itself (granian's response call is
+  thread-safe), so an answer does not wait for the event loop.
 
 The WSGI callable then answers exactly as before: the fast Predict path, Spyne, the WSDL.
 TF Serving's REST API (``/v1/...``) is not SOAP: its refusals here are its JSON errors with TF
