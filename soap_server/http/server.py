@@ -41,6 +41,8 @@ _M_ARENA_MAX = -8  # glibc's mallopt() parameter number
 _PR_SET_PDEATHSIG = 1  # Linux prctl() option
 #: The environment variable that names the file whose change tells every worker to reload.
 RELOAD_FILE_ENV = "TFSOAP_RELOAD_FILE"
+#: The pid of the process managing the workers, which they stop with.
+MANAGER_PID_ENV = "TFSOAP_MANAGER_PID"
 
 
 def limit_malloc_arenas() -> None:
@@ -199,8 +201,12 @@ class ReloadWatcher:
 
 def stop_with_parent() -> None:
     """Have this worker process get SIGTERM when its manager dies (Linux), so that a manager
-    killed outright (SIGKILL, the OOM killer) leaves no orphan workers holding the port."""
-    parent = os.getppid()
+    killed outright (SIGKILL, the OOM killer) leaves no orphan workers holding the port.
+
+    The manager's pid comes from ``MANAGER_PID_ENV`` (set by ``serve_forever``): a worker
+    still starting when its manager died already has another parent, and it must not take
+    that one for its manager (an orphan found by the test that kills the manager, under load)."""
+    parent = int(os.environ.get(MANAGER_PID_ENV, "0") or 0) or os.getppid()
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -226,6 +232,7 @@ def serve_forever(settings: Any, target: str, runtime_dir: str) -> None:
     reload_file = os.path.join(runtime_dir, "reload")
     Path(reload_file).touch()
     os.environ[RELOAD_FILE_ENV] = reload_file
+    os.environ[MANAGER_PID_ENV] = str(os.getpid())
 
     class TfsoapGranian(Granian):  # type: ignore[misc,valid-type]
         """granian's process manager, with SIGHUP reloading the workers' stores in place

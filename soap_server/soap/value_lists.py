@@ -11,7 +11,8 @@ prefix written back to back (``<float>1.5</float><float>2</float>``, as zeep, JA
 this codec send them), printable ASCII texts without ``&``, ``<`` or ``>``, no empty item, and
 values numpy converts (each text converted as the tree path's ``np.array(texts, ...)`` converts
 it, by Python's ``float()`` or ``int()``: floats through a double, as numpy does for
-``DT_FLOAT`` and ``DT_HALF``; integers through int64). A request with anything else (pretty-printed items, comments, CDATA, processing
+``DT_FLOAT`` and ``DT_HALF``; integers through int64). A request with anything else
+(pretty-printed items, comments, CDATA, processing
 instructions, an item numpy refuses) returns None and is parsed whole, as before, so every
 fault and response stays byte-identical. The marker's namespace cannot come from a client:
 a body that mentions it is not cut.

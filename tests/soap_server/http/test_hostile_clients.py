@@ -479,5 +479,43 @@ def test_workers_stop_when_the_manager_is_killed() -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
         time.sleep(0.2)
-    assert not any(Path(f"/proc/{p}").exists() for p in workers), "orphan workers"
+    assert not any(Path(f"/proc/{p}").exists() for p in workers), \
+        ("orphan workers", srv.log_text()[-3000:])
     srv.log.close()
+
+
+def importing_the_app(pid: int) -> bool:
+    """Whether worker ``pid`` has begun importing the application (lxml is mapped): it has
+    read what the manager sent it, and has not yet set itself to stop with the manager."""
+    try:
+        return "lxml" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def test_workers_still_starting_stop_when_the_manager_is_killed(tmp_path: Path) -> None:
+    # killed while its workers start: each one's parent is already another process when it
+    # sets itself to stop with the manager, so it must know the manager by its pid
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "soap_server.cli", "serve", "--port",
+                             str(free_port()), "--workers", "2"], stdout=log,
+                            stderr=subprocess.STDOUT,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    workers: list[int] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (len(workers) == 2 and all(
+            importing_the_app(p) for p in workers)):
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)],
+                                                  capture_output=True, text=True).stdout.split()]
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait(10)
+    log.close()
+    assert len(workers) == 2, (tmp_path / "serve.log").read_text()[-3000:]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.2)
+    alive = [p for p in workers if Path(f"/proc/{p}").exists()]
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    assert not alive, ("orphan workers", (tmp_path / "serve.log").read_text()[-3000:])
