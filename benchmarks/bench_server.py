@@ -32,6 +32,10 @@ class ServerProcess:
         self.port = free_port()
         self.batching = batching
         self.workers = workers
+        # N workers share the threads one process would run, as tfsoap's default shares the
+        # cores (``soap_server.app.tf_threads``): each gets intra/N and inter/N, at least 1
+        intra, inter = (max(1, intra // workers), max(1, inter // workers)) if workers > 1 \
+            else (intra, inter)
         args = ["serve", "--model-store", str(store), "--host", "127.0.0.1",
                 "--port", str(self.port), "--intra-op-threads", str(intra),
                 "--inter-op-threads", str(inter), "--workers", str(workers),

@@ -243,9 +243,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-requests", type=int, default=20000,
                    help="most requests measured per phase")
     p.add_argument("--intra-op-threads", type=int, default=2,
-                   help="TF intra-op threads, in-process and served alike (default 2)")
+                   help="TF intra-op threads, in-process and served alike (default 2; "
+                   "a server of N workers gives each 1/N of them)")
     p.add_argument("--inter-op-threads", type=int, default=2,
-                   help="TF inter-op threads, in-process and served alike (default 2)")
+                   help="TF inter-op threads, in-process and served alike (default 2; "
+                   "a server of N workers gives each 1/N of them)")
     p.add_argument("--models", default=None, help="default digits,cnn; quick: cnn")
     p.add_argument("--batching", default="off,on", help="server modes to run: off,on")
     p.add_argument("--workers", default="1,2",

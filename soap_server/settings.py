@@ -77,9 +77,11 @@ class Settings:
     """Sessions per model version; they share the weights held as variables (each holds its
     own copy of the constants left in the graph)."""
     intra_op_threads: int = 0
-    """TensorFlow intra-op threads per session (0: TensorFlow's choice)."""
+    """TensorFlow intra-op threads per session (0: TensorFlow's choice, one per core; with N
+    ``workers``, each worker's share of the cores)."""
     inter_op_threads: int = 0
-    """TensorFlow inter-op threads per session (0: TensorFlow's choice)."""
+    """TensorFlow inter-op threads per session (0: TensorFlow's choice, one per core; with N
+    ``workers``, each worker's share of the cores)."""
     weights_as_variables: bool = True
     """Hold a frozen graph's large constants once, as variables (about 1.1x the frozen size
     instead of about 5x); off serves the frozen graph as it is. See docs/memory.md."""

@@ -174,3 +174,17 @@ def test_serve_help_explains_each_setting_from_its_docstring(capsys) -> None:
         assert " ".join(doc.split()) in text, name
     assert "(default '')" not in text and "(default -1.0)" not in text
     assert "Overrides every model's batch_timeout_ms when 0 or more. (default: -1.0)" in text
+
+
+def test_workers_share_the_cores_among_their_tensorflow_threads() -> None:
+    from soap_server.app import registry_settings
+
+    cores = len(os.sched_getaffinity(0))
+    one = registry_settings(Settings(workers=1))
+    assert (one.intra_op_threads, one.inter_op_threads) == (0, 0)  # TensorFlow's choice
+    for workers in (2, 3, 64):
+        share = max(1, cores // workers)
+        got = registry_settings(Settings(workers=workers))
+        assert (got.intra_op_threads, got.inter_op_threads) == (share, share)
+    mine = registry_settings(Settings(workers=2, intra_op_threads=3, inter_op_threads=-1))
+    assert (mine.intra_op_threads, mine.inter_op_threads) == (3, -1)  # set: kept
