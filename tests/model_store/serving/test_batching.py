@@ -410,3 +410,33 @@ def test_requests_no_other_could_join_are_not_queued_without_waiting(
         plain.close()
     with pytest.raises(UnavailableError):
         model.predict_nowait({"x": np.ones((1, 4), np.float32)}, None, Told())
+
+
+@pytest.mark.parametrize("run_s, merged", [(1.0, True), (0.01, False)],
+                         ids=["arrivals-closer-than-a-run", "arrivals-farther-than-a-run"])
+def test_an_idle_model_waits_for_a_request_due_sooner_than_a_run_takes(
+        repo: ModelRepository, run_s: float, merged: bool) -> None:
+    # The gatherer's estimates are set as a stream of requests 0.2 s apart and runs of
+    # ``run_s`` would leave them: a request due (by the arrivals) before a run would end is
+    # worth waiting for, with the model idle; one due later is not.
+    model = served(repo, "affine", BatchingConfig(max_batch_size=8, batch_timeout_ms=2_000))
+    held = HeldRun(model)
+    held.release()
+    batcher = model.batcher
+    assert batcher is not None
+    x, y = np.ones((1, 4), np.float32), np.full((1, 4), 2.0, np.float32)
+    try:
+        with batcher._cond:
+            batcher._gap, batcher._run_s = 0.2, run_s
+            batcher._last_arrival = time.monotonic()
+        first, second = Told(), Told()
+        a = model.predict_nowait({"x": x}, None, first)
+        time.sleep(0.1)  # the second comes 0.1 s later: within 1.5 gaps of the first
+        b = model.predict_nowait({"x": y}, None, second)
+        assert a is not None and b is not None
+        assert first.event.wait(10) and second.event.wait(10)
+        np.testing.assert_allclose(a.outcome()["y"], affine_expected(x, V))
+        np.testing.assert_allclose(b.outcome()["y"], affine_expected(y, V))
+        assert [len(r["x"]) for r in held.runs] == ([2] if merged else [1, 1])
+    finally:
+        model.close()
