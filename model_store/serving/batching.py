@@ -99,6 +99,7 @@ class DynamicBatcher:
         self._closed = False
         self.batches_run = 0
         self.requests_batched = 0
+        self.accepted = 0  # requests taken in (queued, or run at once on the caller's thread)
         # One merged run at a time per session: a batch already uses every core (intra-op
         # threads), and while it runs the next one gathers. A second worker running a second
         # batch beside it measured slower (fewer, smaller batches and more thread switches).
@@ -200,6 +201,7 @@ class DynamicBatcher:
                 raise UnavailableError(
                     f"model {self.model.name} v{self.model.version} batch queue is full "
                     f"({self._waiting} waiting); retry later")
+            self.accepted += 1
             if direct and not (self._running or self._waiting or self._gathering):
                 item.taken = True
                 self._running += 1

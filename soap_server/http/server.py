@@ -112,14 +112,11 @@ def http_front(app: ServedApp, on_startup: Callable[[], None] | None = None,
 
 def granian_options(settings: Any) -> dict[str, Any]:
     """granian's options from the settings (the same for both ways of running it)."""
-    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
 
-    # asyncio's loop, not granian's default (uvloop when it is installed): uvloop served 3-9%
-    # more small Predicts, but with it installed a worker stopping under SIGTERM was once found
-    # hung inside granian's signal handler, its manager gone; asyncio's is the loop tested.
     return dict(
-        address=settings.host, interface=Interfaces.RSGI, http=HTTPModes.http1, loop=Loops.asyncio,
+        address=settings.host, interface=Interfaces.RSGI, http=HTTPModes.http1,
         websockets=False, backlog=1024, backpressure=settings.max_connections,
         http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000),
                                      keep_alive=True,
@@ -229,6 +226,7 @@ def request_reload(path: str) -> None:
 def serve_forever(settings: Any, target: str, runtime_dir: str) -> None:
     """Run granian with ``settings.workers`` processes, each building its app with ``target``
     (a ``module:function`` factory); returns once a SIGTERM or SIGINT shut it down."""
+    from granian.constants import Loops
     from granian.server import Server as Granian
 
     limit_malloc_arenas()
@@ -250,8 +248,13 @@ def serve_forever(settings: Any, target: str, runtime_dir: str) -> None:
                      "finish within %g s", settings.shutdown_grace_s)
             super().signal_handler_interrupt(*args, **kwargs)
 
+    # asyncio's loop, not granian's default (uvloop when it is installed): uvloop served 3-9%
+    # more small Predicts, but with it installed a worker stopping under SIGTERM was once found
+    # hung inside granian's signal handler, its manager gone; asyncio's is the loop tested (and
+    # the one RunningServer makes).
     server = TfsoapGranian(
         target, port=settings.port or free_port(settings.host), workers=settings.workers,
+        loop=Loops.asyncio,
         factory=True, respawn_failed_workers=True,
         workers_kill_timeout=max(1, int(settings.shutdown_grace_s + 0.999)),
         log_enabled=True, log_level=settings.log_level.lower(),

@@ -47,11 +47,12 @@ def one_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
 def test_batched_requests_wait_for_their_batch_without_a_pool_thread(one_thread) -> None:
     # A request too big to batch runs in the server's ONE pool thread and holds the one run
     # slot. Eight small requests sent meanwhile all reach the batcher: a request waiting for
-    # its batch holds no thread (on a pool thread they would wait for A, then run one by one).
+    # its batch holds no thread (on a pool thread they would wait for A, then run one by one,
+    # eight batches).
     served = one_thread.app.registry.get("slow")
     batcher = served.batcher
     assert batcher is not None
-    runs_before = batcher.batches_run
+    runs_before, accepted_before = batcher.batches_run, batcher.accepted
     callers = 8
     results: dict[int, object] = {}
 
@@ -71,12 +72,14 @@ def test_batched_requests_wait_for_their_batch_without_a_pool_thread(one_thread)
     for t in threads:
         t.start()
     # the first small request was gathered and waits for the run slot; the other seven queue
-    wait_for(lambda: batcher.running == 1 and batcher.waiting == callers - 1)
-    assert served.gate.running == 1 and big.is_alive()
+    # all eight reach the batcher (the first batch waits for the run slot, the rest queue)
+    wait_for(lambda: batcher.accepted - accepted_before == callers)
+    assert served.gate.running == 1 and big.is_alive() and batcher.running == 1
     for t in [big, *threads]:
         t.join(timeout=180)
     assert results == {i: True for i in range(callers + 1)}
-    assert batcher.batches_run - runs_before == 2  # one, then the seven merged
+    # the first batch (those queued when the worker woke), then all the others merged
+    assert batcher.batches_run - runs_before == 2
 
 
 def test_a_queued_request_past_its_deadline_is_refused_and_withdrawn(one_thread) -> None:
@@ -162,8 +165,9 @@ def output(body: bytes) -> np.ndarray:
     return np.frombuffer(base64.b64decode(content), np.float32).reshape(shape)
 
 
-def wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout: float = 30.0,  # type: ignore[no-untyped-def]
+             message=lambda: "condition not reached") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
+        assert time.monotonic() < deadline, message()
         time.sleep(0.005)
