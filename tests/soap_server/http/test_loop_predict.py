@@ -120,26 +120,34 @@ def test_a_queued_request_past_its_deadline_is_refused_and_withdrawn(one_thread)
 
 
 def test_the_loop_answers_what_the_thread_path_answers_byte_for_byte(one_thread) -> None:
+    # a big request holds the one pool thread: what is answered meanwhile was answered on the
+    # loop (a request alone in the worker would take the pool thread)
+    served = one_thread.app.registry.get("slow")
+    big = threading.Thread(target=post, args=(one_thread.url,
+                                              predict_body(np.ones((4096, SIZE), np.float32))),
+                           kwargs={"timeout": 120})
+    big.start()
+    wait_for(lambda: served.gate.running == 1)
     x = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
     fast = one_thread.app.wsgi.fast_predict
+    answers = []
     for encoding in ("tensor_content", "float_val"):
         body = predict_body(x, "affine", "x", encoding)
-        answer = post(one_thread.url, body, headers={"X-Request-ID": "same-id"})
-        assert answer.status == 200, answer.body[:300]
-        call = fast.decode(body, "text/xml; charset=utf-8", "same-id")
+        answers.append((body, "same-id", post(one_thread.url, body,
+                                               headers={"X-Request-ID": "same-id"})))
+    bad = predict_body(x, "affine", "nope")  # an input the signature does not have
+    answers.append((bad, "bad-id", post(one_thread.url, bad, headers={"X-Request-ID": "bad-id"})))
+    assert big.is_alive() and served.gate.running == 1, "the big request ended too soon"
+    big.join(120)
+    for body, rid, answer in answers:
+        call = fast.decode(body, "text/xml; charset=utf-8", rid)
         assert isinstance(call, PredictCall)
-        ok, expected = fast.respond(call, "same-id")
-        assert ok and answer.body == expected
-        y = tc.PredictClient(one_thread.url).predict("affine", {"x": x})["y"]
-        np.testing.assert_allclose(y, affine_expected(x, 3.0), rtol=1e-6)
-    # and a fault: an input the signature does not have
-    bad = predict_body(x, "affine", "nope")
-    answer = post(one_thread.url, bad, headers={"X-Request-ID": "bad-id"})
-    call = fast.decode(bad, "text/xml; charset=utf-8", "bad-id")
-    assert isinstance(call, PredictCall)
-    ok, expected = fast.respond(call, "bad-id")
-    assert not ok and answer.status == 500 and answer.body == expected
-    assert parse_fault(answer).code == "Client.InvalidInput"
+        ok, expected = fast.respond(call, rid)
+        assert answer.body == expected and answer.status == (200 if ok else 500)
+    assert [a.status for _, _, a in answers] == [200, 200, 500]
+    assert parse_fault(answers[2][2]).code == "Client.InvalidInput"
+    y = tc.PredictClient(one_thread.url).predict("affine", {"x": x})["y"]
+    np.testing.assert_allclose(y, affine_expected(x, 3.0), rtol=1e-6)
 
 
 def predict_body(x: np.ndarray, model: str = "slow", name: str = "x",
