@@ -19,9 +19,9 @@ loop, so that a slow or hostile client holds no thread:
   flight in this worker, is answered on the loop (``TfsoapWsgi.predict_on_loop``): it is
   decoded and encoded here, and waits for its batch without a thread; a model run that blocks
   (batching off) goes to the pool. A request alone in the worker takes the pool thread, which
-  sends its answer as soon as the model has run. A request on a
-  pool thread crossed four threads (loop, pool, batcher, pool), one on the loop crosses two
-  (loop, batcher): at 32 clients that cut the server's CPU per request by a quarter;
+  sends its answer as soon as the model has run. A request on a pool thread crosses four
+  threads (loop, pool, batcher, pool), one on the loop two (loop, batcher): at 32 clients that
+  cut the server's CPU per request by a quarter;
 - any other request goes to a pool of ``threads`` threads (TensorFlow releases the GIL); one
   that waited in the pool past ``request_timeout_s`` is refused with ``Server.Unavailable``
   when its turn comes. The pool thread sends the answer itself (granian's response call is

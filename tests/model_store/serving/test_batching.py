@@ -58,12 +58,14 @@ class HeldRun:
         self.started = threading.Event()
         self.gate = threading.Event()
         self.runs: list[dict[str, np.ndarray]] = []
+        self.threads: list[str] = []  # the thread of each run
         self._lock = threading.Lock()
         model.loaded.run = self  # type: ignore[method-assign]
 
     def __call__(self, feeds: Any, outputs: Any = None) -> dict[str, np.ndarray]:
         with self._lock:
             self.runs.append({k: np.array(v) for k, v in feeds.items()})
+            self.threads.append(threading.current_thread().name)
             first = len(self.runs) == 1
         if first:
             self.started.set()
@@ -350,20 +352,14 @@ def test_a_request_queued_without_waiting_never_runs_in_the_callers_thread(
         repo: ModelRepository) -> None:
     model = served(repo, "affine", BatchingConfig(max_batch_size=16, batch_timeout_ms=5_000))
     x = np.ones((1, 4), np.float32)
-    runs: list[str] = []
-    inner = model.loaded.run
-
-    def run(feeds: Any, outputs: Any = None) -> dict[str, np.ndarray]:
-        runs.append(threading.current_thread().name)
-        return inner(feeds, outputs)
-
-    model.loaded.run = run  # type: ignore[method-assign]
+    held = HeldRun(model)
+    held.release()
     try:
         told = Told()
         ticket = model.predict_nowait({"x": x}, None, told)  # the model is idle
         assert ticket is not None and told.event.wait(10)
         np.testing.assert_allclose(ticket.outcome()["y"], affine_expected(x, V))
-        assert runs == told.threads and runs[0].startswith("tfsoap-batch-affine")
+        assert held.threads == told.threads and told.threads[0].startswith("tfsoap-batch-affine")
     finally:
         model.close()
 
